@@ -1,0 +1,51 @@
+/**
+ * The closed lists of error codes the system speaks: why a position was rejected (the DLQ `reason` header and the
+ * `positions_rejected_total{reason}` metric) and what an HTTP error says. Every error keeps its cause and says
+ * whether retrying can help.
+ */
+
+export const REJECT_REASONS = [
+  "malformed_json", // payload is not JSON
+  "invalid_shape", // JSON, but not a position object or array of them
+  "invalid_driver_id", // topic or field driver id is not a UUID
+  "invalid_coordinates", // lat/lon missing, NaN or out of range
+  "invalid_timestamp", // tst missing or not a number
+  "future_timestamp", // device clock ahead of ours by more than the allowed skew
+  "too_old", // older than the accepted age
+  "low_accuracy", // reported accuracy worse than the limit
+  "impossible_speed", // implied speed from the driver's previous position is not physical
+  "unknown_driver", // driver id not in the database
+  "batch_too_large", // one phone sent more positions in one message than allowed
+] as const;
+export type RejectReason = (typeof REJECT_REASONS)[number];
+
+export const ERROR_CODES = {
+  CONFIG_INVALID: { status: 500, retriable: false },
+  VALIDATION: { status: 400, retriable: false },
+  INVALID_ID: { status: 400, retriable: false },
+  INVALID_POSITION: { status: 400, retriable: false },
+  NOT_FOUND: { status: 404, retriable: false },
+  TRANSITION_REFUSED: { status: 409, retriable: false },
+  NO_DRIVER_AVAILABLE: { status: 409, retriable: true },
+  UPSTREAM_UNAVAILABLE: { status: 503, retriable: true },
+  INTERNAL: { status: 500, retriable: true },
+} as const;
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly retriable: boolean;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "AppError";
+    this.code = code;
+    this.status = ERROR_CODES[code].status;
+    this.retriable = ERROR_CODES[code].retriable;
+  }
+
+  toJSON() {
+    return { error: { code: this.code, message: this.message } };
+  }
+}
