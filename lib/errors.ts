@@ -16,6 +16,8 @@ export const REJECT_REASONS = [
   "impossible_speed", // implied speed from the driver's previous position is not physical
   "unknown_driver", // driver id not in the database
   "batch_too_large", // one phone sent more positions in one message than allowed
+  "out_of_order", // older than the driver's current position and never seen before (a late position)
+  "duplicate", // already applied (a redelivery): counted, never sent to the DLQ
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
