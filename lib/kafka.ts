@@ -3,7 +3,7 @@
  * uses the rdkafka-style consumer, whose consume(n) hands over up to n messages across all assigned partitions at
  * once (the KafkaJS-style eachBatch hands one partition at a time, 32 messages by default).
  */
-import { KafkaJS } from "@confluentinc/kafka-javascript";
+import { KafkaJS, RdKafka } from "@confluentinc/kafka-javascript";
 
 export type Producer = KafkaJS.Producer;
 
@@ -39,4 +39,122 @@ export async function sendToDlq(producer: Producer, topic: string, records: DlqR
       headers: { reason: r.reason, source: r.source, ...(r.detail ? { detail: r.detail } : {}) },
     })),
   });
+}
+
+export interface ConsumedMessage {
+  topic: string;
+  partition: number;
+  offset: number;
+  key: Buffer | null;
+  value: Buffer | null;
+  timestamp?: number;
+}
+
+export interface BatchConsumer {
+  /** Up to `max` messages from all assigned partitions, returning early once `windowMs` has passed. */
+  nextBatch(max: number, windowMs: number): Promise<ConsumedMessage[]>;
+  /** Commits, per partition, the offset after the last message of the batch (call after the batch is durable). */
+  commitBatch(messages: ConsumedMessage[]): void;
+  /** Consumer lag per partition from the broker's high watermark, for metrics. */
+  lag(): Promise<Map<string, number>>;
+  disconnect(): Promise<void>;
+}
+
+export interface BatchConsumerOptions {
+  bootstrapServers: string;
+  groupId: string;
+  topics: string[];
+  clientId: string;
+  fromBeginning?: boolean;
+  onRebalance?: (event: "assign" | "revoke", partitions: { topic: string; partition: number }[]) => void;
+}
+
+export async function createBatchConsumer(options: BatchConsumerOptions): Promise<BatchConsumer> {
+  const { KafkaConsumer, CODES } = RdKafka;
+  const consumer = new KafkaConsumer(
+    {
+      "metadata.broker.list": options.bootstrapServers,
+      "group.id": options.groupId,
+      "client.id": options.clientId,
+      // Offsets are committed by hand after the database transaction commits: at-least-once, never at-most-once.
+      "enable.auto.commit": false,
+      "enable.auto.offset.store": false,
+      "fetch.min.bytes": 1,
+      "fetch.wait.max.ms": 20,
+      "queued.max.messages.kbytes": 65_536,
+      "partition.assignment.strategy": "cooperative-sticky",
+      // `true`: the client does the (incremental) assign/unassign itself and emits 'rebalance' for us to observe.
+      rebalance_cb: true,
+    },
+    { "auto.offset.reset": options.fromBeginning === false ? "latest" : "earliest" },
+  );
+  consumer.on("rebalance", (err, assignment) => {
+    if (err.code === CODES.ERRORS.ERR__ASSIGN_PARTITIONS) options.onRebalance?.("assign", assignment);
+    else if (err.code === CODES.ERRORS.ERR__REVOKE_PARTITIONS) options.onRebalance?.("revoke", assignment);
+  });
+  await new Promise<void>((resolve, reject) => {
+    consumer.connect({ timeout: 30_000 }, (err) => (err ? reject(err) : resolve()));
+  });
+  consumer.subscribe(options.topics);
+  consumer.setDefaultConsumeTimeout(10);
+
+  const consumeOnce = (max: number) =>
+    new Promise<ConsumedMessage[]>((resolve, reject) => {
+      consumer.consume(max, (err, messages) => (err ? reject(err) : resolve(messages as ConsumedMessage[])));
+    });
+
+  return {
+    async nextBatch(max, windowMs) {
+      const deadline = Date.now() + windowMs;
+      const batch: ConsumedMessage[] = [];
+      while (batch.length < max && Date.now() < deadline) {
+        const got = await consumeOnce(Math.min(max - batch.length, 5_000));
+        for (const m of got) batch.push(m);
+      }
+      return batch;
+    },
+    commitBatch(messages) {
+      const next = new Map<string, { topic: string; partition: number; offset: number }>();
+      for (const m of messages) {
+        const k = `${m.topic}/${m.partition}`;
+        const seen = next.get(k);
+        if (!seen || seen.offset <= m.offset) next.set(k, { topic: m.topic, partition: m.partition, offset: m.offset + 1 });
+      }
+      if (next.size > 0) consumer.commitSync([...next.values()]);
+    },
+    async lag() {
+      const out = new Map<string, number>();
+      const assigned = consumer.assignments();
+      const positions = consumer.position(assigned);
+      for (const p of positions) {
+        const offsets = await new Promise<{ highOffset: number }>((resolve, reject) =>
+          consumer.queryWatermarkOffsets(p.topic, p.partition, 1000, (err, o) => (err ? reject(err) : resolve(o))),
+        );
+        const at = typeof p.offset === "number" && p.offset >= 0 ? p.offset : offsets.highOffset;
+        out.set(`${p.topic}/${p.partition}`, Math.max(0, offsets.highOffset - at));
+      }
+      return out;
+    },
+    async disconnect() {
+      await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
+    },
+  };
+}
+
+/** Creates topics if missing (tests make their own; production topics come from bin/stack). */
+export async function ensureTopics(bootstrapServers: string, topics: { topic: string; partitions: number }[]) {
+  const kafka = new KafkaJS.Kafka({ kafkaJS: { brokers: bootstrapServers.split(","), logLevel: KafkaJS.logLevel.ERROR } });
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const existing = new Set(await admin.listTopics());
+    const missing = topics.filter((t) => !existing.has(t.topic));
+    if (missing.length > 0) {
+      await admin.createTopics({
+        topics: missing.map((t) => ({ topic: t.topic, numPartitions: t.partitions, replicationFactor: 1 })),
+      });
+    }
+  } finally {
+    await admin.disconnect();
+  }
 }

@@ -1,0 +1,34 @@
+import { expect, test } from "bun:test";
+import { AppError } from "../../lib/errors.ts";
+import { parseConfig } from "../../lib/config.ts";
+
+test("defaults follow DESIGN.md", () => {
+  const c = parseConfig({});
+  expect(c.databaseUrl).toBe("postgresql://postgres:postgres@127.0.0.1:5432/food_delivery");
+  expect(c.kafkaTopic).toBe("driver-pos");
+  expect(c.apiPort).toBe(8000);
+  expect(c.h3Resolution).toBe(9);
+  expect(c.offlineAfterSeconds).toBe(60);
+  expect(Object.isFrozen(c)).toBe(true);
+});
+
+test.each([
+  ["DATABASE_URL", "not a url", /DATABASE_URL: "not a url" is not a URL/],
+  ["DATABASE_URL", "mysql://x@h/db", /DATABASE_URL: protocol "mysql:"/],
+  ["KAFKA_BOOTSTRAP_SERVERS", "localhost", /KAFKA_BOOTSTRAP_SERVERS: "localhost" is not host:port/],
+  ["KAFKA_TOPIC", "bad topic!", /KAFKA_TOPIC/],
+  ["API_PORT", "80a", /API_PORT: "80a" is not a whole number/],
+  ["H3_RESOLUTION", "16", /H3_RESOLUTION: 16 is outside 0..15/],
+  ["OFFLINE_AFTER", "0", /OFFLINE_AFTER: 0 is outside/],
+  ["MQTT_URL", "http://x:1883", /MQTT_URL: protocol "http:"/],
+])("%s=%p is refused naming the variable", (name, value, message) => {
+  let caught: unknown;
+  try {
+    parseConfig({ [name]: value });
+  } catch (e) {
+    caught = e;
+  }
+  expect(caught).toBeInstanceOf(AppError);
+  expect((caught as AppError).code).toBe("CONFIG_INVALID");
+  expect((caught as AppError).message).toMatch(message);
+});

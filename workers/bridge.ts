@@ -1,0 +1,98 @@
+/**
+ * MQTT → Kafka bridge. Runs on Node (the Kafka client's addon does not work under Bun; see bin/stack).
+ * Subscribes with a shared subscription so several bridges split the load; each phone message becomes one Kafka
+ * record on `driver-pos` keyed by driver id; malformed input goes to the DLQ with its original bytes. A message is
+ * acknowledged to the broker only after Kafka confirmed it (or the DLQ did), so a crash never loses one.
+ */
+import { hostname } from "node:os";
+import { config } from "../lib/config.ts";
+import { createProducer, sendToDlq, type Producer } from "../lib/kafka.ts";
+import { decodeMqttMessage, type PositionRecord } from "../lib/position.ts";
+import { logger } from "./log.ts";
+import { createMetrics, serveMetrics, type Metrics } from "./metrics.ts";
+import { startSubscriber } from "./mqtt-subscriber.ts";
+
+const log = logger("bridge");
+
+export const BRIDGE_TOPICS = ["$share/bridge/drivers/+/location", "$share/bridge/drivers/+/l", "$share/bridge/sensor/data"];
+
+/** Turns one MQTT message into Kafka records; resolves once Kafka has all of them. */
+export function createForwarder(producer: Producer, metrics: Metrics, topics = { main: config().kafkaTopic, dlq: config().kafkaDlqTopic }) {
+  return async function forward(topic: string, payload: Buffer): Promise<void> {
+    const decoded = decodeMqttMessage(topic, payload);
+    if (!decoded.ok) {
+      metrics.messages.inc({ outcome: "rejected" });
+      metrics.positionsRejected.inc({ reason: decoded.reason });
+      await sendToDlq(producer, topics.dlq, [
+        { key: null, value: payload, reason: decoded.reason, source: `mqtt:${topic}`, detail: decoded.detail },
+      ]);
+      return;
+    }
+    const record: PositionRecord = {
+      v: 1,
+      driver_id: decoded.driverId,
+      received_ms: Date.now(),
+      positions: decoded.positions,
+    };
+    const sends = [
+      producer.send({ topic: topics.main, messages: [{ key: decoded.driverId, value: JSON.stringify(record) }] }),
+    ];
+    if (decoded.rejects.length > 0) {
+      for (const r of decoded.rejects) metrics.positionsRejected.inc({ reason: r.reason });
+      sends.push(
+        sendToDlq(
+          producer,
+          topics.dlq,
+          decoded.rejects.map((r) => ({
+            key: decoded.driverId,
+            value: payload,
+            reason: r.reason,
+            source: `mqtt:${topic}`,
+            detail: `position index ${r.index}`,
+          })),
+        ).then(() => []),
+      );
+    }
+    await Promise.all(sends);
+    metrics.messages.inc({ outcome: "forwarded" });
+    metrics.positionsIn.inc(decoded.positions.length);
+  };
+}
+
+async function main() {
+  const cfg = config();
+  const metrics = createMetrics("bridge");
+  const producer = createProducer(cfg.kafkaBootstrapServers, "bridge");
+  await producer.connect();
+  const forward = createForwarder(producer, metrics);
+  const clientId = process.env.BRIDGE_CLIENT_ID ?? `bridge-${hostname()}-${process.env.BRIDGE_INDEX ?? "0"}`;
+  const subscriber = startSubscriber({
+    url: cfg.mqttUrl,
+    clientId,
+    topics: BRIDGE_TOPICS,
+    onMessage: forward,
+    onStatus: (event) => log.info(`mqtt ${event}`, { clientId }),
+  });
+  const server = await serveMetrics(metrics.registry, cfg.metricsPort);
+  log.info("started", { mqtt: cfg.mqttUrl, kafka: cfg.kafkaBootstrapServers, metricsPort: server.port, clientId });
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info("stopping", { signal, inFlight: subscriber.inFlight() });
+    await subscriber.close();
+    await producer.disconnect();
+    server.close();
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
+}
+
+if (import.meta.main || process.argv[1]?.endsWith("bridge.js")) {
+  main().catch((err) => {
+    log.error("fatal", { error: String(err) });
+    process.exit(1);
+  });
+}

@@ -1,0 +1,116 @@
+/**
+ * Kafka messages → staging rows: decodes each record, runs the worker's context checks (clock, accuracy, implied
+ * speed against the driver's last accepted fix) and computes the H3 cell. Pure apart from the fix cache it reads.
+ */
+import type { RejectReason } from "../lib/errors.ts";
+import { cellOf } from "../lib/h3.ts";
+import type { ConsumedMessage } from "../lib/kafka.ts";
+import {
+  checkDevicePosition,
+  checkInContext,
+  DEFAULT_LIMITS,
+  isUuid,
+  type LastFix,
+  type PositionRecord,
+} from "../lib/position.ts";
+
+export interface StagedPosition {
+  seq: number;
+  driverId: string;
+  recordedMs: number;
+  lat: number;
+  lon: number;
+  h3: bigint;
+  speedKmh: number | undefined;
+  headingDeg: number | undefined;
+  accuracyM: number | undefined;
+  batteryPct: number | undefined;
+  receivedMs: number;
+  /** Which Kafka message it came from, to send its bytes to the DLQ if SQL rejects it. */
+  message: number;
+}
+
+export interface Reject {
+  message: number;
+  reason: RejectReason;
+  detail: string;
+}
+
+export interface DecodedBatch {
+  rows: StagedPosition[];
+  rejects: Reject[];
+}
+
+export function decodeBatch(
+  messages: ConsumedMessage[],
+  lastFix: (driverId: string) => LastFix | undefined,
+  options: { nowMs: number; h3Resolution: number },
+): DecodedBatch {
+  const rows: StagedPosition[] = [];
+  const rejects: Reject[] = [];
+  // Positions accepted earlier in this same batch count as the previous fix too.
+  const batchFix = new Map<string, LastFix>();
+  const limits = { ...DEFAULT_LIMITS, nowMs: options.nowMs };
+
+  messages.forEach((m, message) => {
+    let record: PositionRecord;
+    try {
+      record = JSON.parse(m.value?.toString() ?? "");
+    } catch {
+      rejects.push({ message, reason: "malformed_json", detail: "Kafka value is not JSON" });
+      return;
+    }
+    if (record?.v !== 1 || !Array.isArray(record.positions) || typeof record.received_ms !== "number") {
+      rejects.push({ message, reason: "invalid_shape", detail: "not a v1 position record" });
+      return;
+    }
+    if (!isUuid(record.driver_id)) {
+      rejects.push({ message, reason: "invalid_driver_id", detail: String(record.driver_id) });
+      return;
+    }
+    const driverId = record.driver_id.toLowerCase();
+    const ordered = [...record.positions].sort((a, b) => (a?.tst ?? 0) - (b?.tst ?? 0));
+    for (const p of ordered) {
+      const shape = checkDevicePosition(p);
+      const previous = batchFix.get(driverId) ?? lastFix(driverId);
+      const reason = shape ?? checkInContext(p, previous, limits);
+      if (reason) {
+        rejects.push({ message, reason, detail: `tst ${p?.tst}` });
+        continue;
+      }
+      const recordedMs = Math.round(p.tst * 1000);
+      rows.push({
+        seq: rows.length,
+        driverId,
+        recordedMs,
+        lat: p.lat,
+        lon: p.lon,
+        h3: cellOf(p.lat, p.lon, options.h3Resolution),
+        speedKmh: p.vel,
+        headingDeg: p.cog,
+        accuracyM: p.acc,
+        batteryPct: p.batt === undefined ? undefined : Math.max(0, Math.min(100, Math.round(p.batt))),
+        receivedMs: record.received_ms,
+        message,
+      });
+      if (!previous || recordedMs > previous.tMs) batchFix.set(driverId, { lat: p.lat, lon: p.lon, tMs: recordedMs });
+    }
+  });
+  return { rows, rejects };
+}
+
+/** The last accepted fix per driver, bounded: the least recently updated drivers are forgotten first. */
+export function createFixCache(maxDrivers: number) {
+  const fixes = new Map<string, LastFix>();
+  return {
+    get: (driverId: string) => fixes.get(driverId),
+    remember(driverId: string, fix: LastFix) {
+      const known = fixes.get(driverId);
+      if (known && known.tMs >= fix.tMs) return;
+      fixes.delete(driverId);
+      fixes.set(driverId, fix);
+      if (fixes.size > maxDrivers) fixes.delete(fixes.keys().next().value!);
+    },
+    size: () => fixes.size,
+  };
+}

@@ -1,0 +1,93 @@
+/**
+ * Prometheus metrics of a worker process, served on METRICS_PORT (0 = any free port, printed at start-up).
+ * Runs on Node or Bun: node:http only.
+ */
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+
+export function createMetrics(process: string) {
+  const registry = new Registry();
+  registry.setDefaultLabels({ process });
+  collectDefaultMetrics({ register: registry });
+  const freshnessBuckets = [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30];
+  return {
+    registry,
+    positionsIn: new Counter({ name: "positions_in_total", help: "Positions received", registers: [registry] }),
+    positionsApplied: new Counter({
+      name: "positions_applied_total",
+      help: "Positions applied to the database",
+      registers: [registry],
+    }),
+    positionsRejected: new Counter({
+      name: "positions_rejected_total",
+      help: "Positions rejected, by reason",
+      labelNames: ["reason"],
+      registers: [registry],
+    }),
+    messages: new Counter({
+      name: "mqtt_messages_total",
+      help: "MQTT messages handled, by outcome",
+      labelNames: ["outcome"],
+      registers: [registry],
+    }),
+    batchSize: new Histogram({
+      name: "batch_size_messages",
+      help: "Kafka messages per applied batch",
+      buckets: [1, 10, 100, 500, 1_000, 2_500, 5_000, 10_000, 20_000, 50_000],
+      registers: [registry],
+    }),
+    applySeconds: new Histogram({
+      name: "batch_apply_seconds",
+      help: "COPY + apply procedure + commit, per batch",
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2],
+      registers: [registry],
+    }),
+    transitions: new Counter({
+      name: "driver_transitions_total",
+      help: "Driver state transitions fired by positions",
+      registers: [registry],
+    }),
+    consumerLag: new Gauge({
+      name: "kafka_consumer_lag_messages",
+      help: "Messages behind the high watermark, summed over assigned partitions",
+      registers: [registry],
+    }),
+    freshnessFromDevice: new Histogram({
+      name: "position_freshness_from_device_seconds",
+      help: "Device timestamp to committed in the database",
+      buckets: freshnessBuckets,
+      registers: [registry],
+    }),
+    freshnessFromBridge: new Histogram({
+      name: "position_freshness_from_bridge_seconds",
+      help: "Bridge receive time to committed in the database",
+      buckets: freshnessBuckets,
+      registers: [registry],
+    }),
+    retries: new Counter({
+      name: "batch_retries_total",
+      help: "Batch apply attempts that failed and were retried",
+      labelNames: ["cause"],
+      registers: [registry],
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+export async function serveMetrics(registry: Registry, port: number): Promise<{ port: number; close(): void }> {
+  const server = createServer(async (req, res) => {
+    if (req.url === "/metrics") {
+      res.writeHead(200, { "content-type": registry.contentType });
+      res.end(await registry.metrics());
+    } else if (req.url === "/health") {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end('{"status":"ok"}');
+    } else {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+  return { port: (server.address() as AddressInfo).port, close: () => server.close() };
+}

@@ -1,0 +1,150 @@
+/**
+ * A minimal MQTT 3.1.1 subscriber (mqtt-packet over a TCP socket) that acknowledges QoS 1 messages only when the
+ * caller says the message is safe, but keeps reading meanwhile: PUBACKs go out in arrival order (as MQTT requires)
+ * as soon as every earlier message is done. mqtt.js cannot do this: with manual acks it reads the next packet only
+ * after the previous one was acknowledged, which caps one connection at one Kafka round trip per message.
+ */
+import { connect, type Socket } from "node:net";
+import mqttPacket, { type IPublishPacket, type Packet } from "mqtt-packet";
+
+export interface SubscriberOptions {
+  url: string;
+  clientId: string;
+  topics: string[];
+  /** Called for every message; the returned promise resolving means "safe, acknowledge". Rejection = no ack. */
+  onMessage(topic: string, payload: Buffer): Promise<void>;
+  /** Stop reading from the socket while this many messages are unacknowledged (bounded memory). */
+  maxInFlight?: number;
+  keepaliveSeconds?: number;
+  onStatus?(event: "connected" | "disconnected", detail?: string): void;
+}
+
+export interface Subscriber {
+  inFlight(): number;
+  close(): Promise<void>;
+}
+
+interface Slot {
+  messageId: number;
+  done: boolean;
+}
+
+export function startSubscriber(options: SubscriberOptions): Subscriber {
+  const url = new URL(options.url);
+  const maxInFlight = options.maxInFlight ?? 20_000;
+  const keepalive = options.keepaliveSeconds ?? 30;
+  let socket: Socket | undefined;
+  let closing = false;
+  let pending: Slot[] = [];
+  let paused = false;
+  let ping: ReturnType<typeof setInterval> | undefined;
+  let reconnectDelay = 100;
+
+  const send = (packet: Packet) => socket?.write(mqttPacket.generate(packet));
+
+  function flushAcks() {
+    while (pending.length > 0 && pending[0]!.done) {
+      const slot = pending.shift()!;
+      send({ cmd: "puback", messageId: slot.messageId });
+    }
+    if (paused && pending.length < maxInFlight / 2) {
+      paused = false;
+      socket?.resume();
+    }
+  }
+
+  function onPublish(packet: IPublishPacket) {
+    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    if (packet.qos === 0) {
+      options.onMessage(packet.topic, payload).catch(() => {});
+      return;
+    }
+    const slot: Slot = { messageId: packet.messageId!, done: false };
+    const generation = pending;
+    pending.push(slot);
+    if (pending.length >= maxInFlight && !paused) {
+      paused = true;
+      socket?.pause();
+    }
+    options.onMessage(packet.topic, payload).then(
+      () => {
+        // A reconnect started a new session: the broker redelivers what this one did not acknowledge.
+        if (generation !== pending) return;
+        slot.done = true;
+        flushAcks();
+      },
+      () => {
+        // Not acknowledged: the broker redelivers it after a reconnect. Drop the connection so that happens now.
+        socket?.destroy(new Error("message could not be made safe; reconnecting for redelivery"));
+      },
+    );
+  }
+
+  function open() {
+    const parser = mqttPacket.parser({ protocolVersion: 4 });
+    const s = connect(Number(url.port || 1883), url.hostname);
+    socket = s;
+    pending = [];
+    paused = false;
+    s.setNoDelay(true);
+    s.on("connect", () => {
+      send({
+        cmd: "connect",
+        protocolId: "MQTT",
+        protocolVersion: 4,
+        clientId: options.clientId,
+        // A persistent session: while we are away the broker keeps our share of QoS 1 messages.
+        clean: false,
+        keepalive,
+      });
+    });
+    s.on("data", (chunk: Buffer) => parser.parse(chunk));
+    parser.on("packet", (packet: Packet) => {
+      switch (packet.cmd) {
+        case "connack":
+          if (packet.returnCode !== 0) {
+            s.destroy(new Error(`broker refused connection: code ${packet.returnCode}`));
+            return;
+          }
+          reconnectDelay = 100;
+          send({
+            cmd: "subscribe",
+            messageId: 1,
+            subscriptions: options.topics.map((topic) => ({ topic, qos: 1 as const })),
+          });
+          ping = setInterval(() => send({ cmd: "pingreq" }), (keepalive * 1000) / 2);
+          options.onStatus?.("connected");
+          break;
+        case "publish":
+          onPublish(packet);
+          break;
+        default:
+          break;
+      }
+    });
+    parser.on("error", (err) => s.destroy(err));
+    s.on("error", () => {});
+    s.on("close", () => {
+      clearInterval(ping);
+      options.onStatus?.("disconnected");
+      if (!closing) {
+        setTimeout(open, reconnectDelay);
+        reconnectDelay = Math.min(reconnectDelay * 2, 5_000);
+      }
+    });
+  }
+
+  open();
+  return {
+    inFlight: () => pending.length,
+    async close() {
+      closing = true;
+      // Wait (bounded) for in-flight messages so their acks go out before the disconnect.
+      const deadline = Date.now() + 10_000;
+      while (pending.some((s) => !s.done) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      flushAcks();
+      send({ cmd: "disconnect" });
+      socket?.end();
+    },
+  };
+}

@@ -1,0 +1,169 @@
+/**
+ * The position worker. Runs on Node (see bin/stack for why). Consumer group `position-workers`: takes large
+ * batches from `driver-pos`, decodes and checks them, COPYs them into staging and runs the apply procedure in one
+ * transaction, and commits the batch's Kafka offsets only after that transaction committed (at-least-once delivery;
+ * the procedure is idempotent, so a redelivered batch changes nothing). Rejects go to `driver-pos-dlq`.
+ *
+ * Back-pressure: while the database refuses a batch, the worker retries that batch with backoff and consumes
+ * nothing else, so memory stays at one batch. On SIGTERM it finishes the current batch (or abandons it uncommitted
+ * if the database is down) and leaves the group.
+ */
+import type { RejectReason } from "../lib/errors.ts";
+import { config } from "../lib/config.ts";
+import { connectDatabase, sqlState } from "../lib/db.ts";
+import { createBatchConsumer, createProducer, sendToDlq, type ConsumedMessage } from "../lib/kafka.ts";
+import { applyPositionBatch, type ApplyResult } from "./apply-batch.ts";
+import { createFixCache, decodeBatch, type Reject } from "./decode-batch.ts";
+import { logger } from "./log.ts";
+import { createMetrics, serveMetrics } from "./metrics.ts";
+
+const log = logger("positions");
+const RETRYABLE_SQLSTATES = new Set(["40001", "40P01", "55P03", "57P01", "57P03", "53300", "08000", "08003", "08006"]);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function isRetryable(error: unknown): boolean {
+  const state = sqlState(error);
+  if (state) return RETRYABLE_SQLSTATES.has(state) || state.startsWith("08");
+  // Connection-level failures from postgres.js carry errno-style codes (ECONNREFUSED, CONNECTION_CLOSED…).
+  return true;
+}
+
+async function main() {
+  const cfg = config();
+  const metrics = createMetrics("positions");
+  const sql = connectDatabase(cfg.databaseUrl, { max: 2, application: "position-worker" });
+  const producer = createProducer(cfg.kafkaBootstrapServers, "position-worker-dlq");
+  await producer.connect();
+  const consumer = await createBatchConsumer({
+    bootstrapServers: cfg.kafkaBootstrapServers,
+    groupId: process.env.KAFKA_GROUP_ID ?? "position-workers",
+    topics: [cfg.kafkaTopic],
+    clientId: `position-worker-${process.pid}`,
+    onRebalance: (event, partitions) =>
+      log.info(`partitions ${event}`, { partitions: partitions.map((p) => p.partition) }),
+  });
+  const fixes = createFixCache(300_000);
+  const server = await serveMetrics(metrics.registry, cfg.metricsPort);
+  log.info("started", { group: "position-workers", topic: cfg.kafkaTopic, metricsPort: server.port });
+
+  let stopping = false;
+  process.on("SIGTERM", () => (stopping = true));
+  process.on("SIGINT", () => (stopping = true));
+
+  const maintenance = setInterval(() => {
+    sql`select sweep_offline_drivers(make_interval(secs => ${cfg.offlineAfterSeconds}))`.catch(() => {});
+  }, 5_000);
+  const housekeeping = setInterval(() => {
+    sql`select ensure_trail_partitions(now(), now() + interval '1 day'), drop_old_trail_partitions()`.catch(() => {});
+  }, 3_600_000);
+  const lagTimer = setInterval(() => {
+    consumer
+      .lag()
+      .then((lag) => metrics.consumerLag.set([...lag.values()].reduce((a, b) => a + b, 0)))
+      .catch(() => {});
+  }, 2_000);
+
+  let window = { batches: 0, messages: 0, applied: 0, rejected: 0, applyMs: 0, started: Date.now() };
+  while (!stopping) {
+    const messages = await consumer.nextBatch(cfg.batchMaxMessages, cfg.batchMaxWaitMs);
+    if (messages.length === 0) continue;
+    const decoded = decodeBatch(messages, fixes.get, { nowMs: Date.now(), h3Resolution: cfg.h3Resolution });
+
+    let result: ApplyResult | undefined;
+    let backoff = 100;
+    const started = performance.now();
+    while (!result) {
+      try {
+        result = await applyPositionBatch(sql, decoded.rows);
+      } catch (error) {
+        if (!isRetryable(error)) throw error;
+        metrics.retries.inc({ cause: sqlState(error) ?? "connection" });
+        log.warn("batch apply failed; retrying", { error: String(error), backoffMs: backoff });
+        if (stopping) break;
+        await sleep(backoff);
+        backoff = Math.min(backoff * 2, 5_000);
+      }
+    }
+    if (!result) break; // stopping while the database is down: leave the batch uncommitted for the next owner
+    const committedAt = Date.now();
+    const applyMs = performance.now() - started;
+
+    const sqlRejects: Reject[] = result.rejected_seq.map((seq, i) => ({
+      message: decoded.rows[seq]!.message,
+      reason: result.rejected_reason[i] as RejectReason,
+      detail: `driver ${decoded.rows[seq]!.driverId} at ${new Date(decoded.rows[seq]!.recordedMs).toISOString()}`,
+    }));
+    await sendRejects(producer, cfg.kafkaDlqTopic, messages, [...decoded.rejects, ...sqlRejects]);
+    consumer.commitBatch(messages);
+
+    const rejectedSeqs = new Set(result.rejected_seq);
+    for (const row of decoded.rows) {
+      if (rejectedSeqs.has(row.seq)) continue;
+      fixes.remember(row.driverId, { lat: row.lat, lon: row.lon, tMs: row.recordedMs });
+      metrics.freshnessFromDevice.observe(Math.max(0, committedAt - row.recordedMs) / 1000);
+      metrics.freshnessFromBridge.observe(Math.max(0, committedAt - row.receivedMs) / 1000);
+    }
+    metrics.batchSize.observe(messages.length);
+    metrics.applySeconds.observe(applyMs / 1000);
+    metrics.positionsIn.inc(decoded.rows.length + decoded.rejects.length);
+    metrics.positionsApplied.inc(result.applied);
+    metrics.transitions.inc(result.transitions);
+    for (const r of decoded.rejects) metrics.positionsRejected.inc({ reason: r.reason });
+    for (const reason of result.rejected_reason) metrics.positionsRejected.inc({ reason });
+    if (result.duplicate > 0) metrics.positionsRejected.inc({ reason: "duplicate" }, result.duplicate);
+
+    window.batches++;
+    window.messages += messages.length;
+    window.applied += result.applied;
+    window.rejected += decoded.rejects.length + result.rejected_seq.length + result.duplicate;
+    window.applyMs += applyMs;
+    if (Date.now() - window.started >= 10_000) {
+      const seconds = (Date.now() - window.started) / 1000;
+      log.info("progress", {
+        batches: window.batches,
+        messages: window.messages,
+        applied: window.applied,
+        rejected: window.rejected,
+        appliedPerSecond: Math.round(window.applied / seconds),
+        avgApplyMs: Math.round(window.applyMs / window.batches),
+      });
+      window = { batches: 0, messages: 0, applied: 0, rejected: 0, applyMs: 0, started: Date.now() };
+    }
+  }
+
+  clearInterval(maintenance);
+  clearInterval(housekeeping);
+  clearInterval(lagTimer);
+  log.info("stopping");
+  await consumer.disconnect();
+  await producer.disconnect();
+  await sql.end({ timeout: 5 });
+  server.close();
+  process.exit(0);
+}
+
+async function sendRejects(
+  producer: ReturnType<typeof createProducer>,
+  topic: string,
+  messages: ConsumedMessage[],
+  rejects: Reject[],
+) {
+  await sendToDlq(
+    producer,
+    topic,
+    rejects.map((r) => ({
+      key: messages[r.message]!.key?.toString() ?? null,
+      value: messages[r.message]!.value ?? Buffer.alloc(0),
+      reason: r.reason,
+      source: `kafka:${messages[r.message]!.topic}/${messages[r.message]!.partition}@${messages[r.message]!.offset}`,
+      detail: r.detail,
+    })),
+  );
+}
+
+if (import.meta.main || process.argv[1]?.endsWith("positions.js")) {
+  main().catch((err) => {
+    log.error("fatal", { error: String(err) });
+    process.exit(1);
+  });
+}
