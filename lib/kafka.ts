@@ -83,6 +83,9 @@ export async function createBatchConsumer(options: BatchConsumerOptions): Promis
       "fetch.wait.max.ms": 20,
       "queued.max.messages.kbytes": 65_536,
       "partition.assignment.strategy": "cooperative-sticky",
+      // A crashed worker's partitions move to the survivors after 10 s, not the default 45 s.
+      "session.timeout.ms": 10_000,
+      "heartbeat.interval.ms": 1_000,
       // `true`: the client does the (incremental) assign/unassign itself and emits 'rebalance' for us to observe.
       rebalance_cb: true,
     },

@@ -14,7 +14,8 @@ import { startSubscriber } from "./mqtt-subscriber.ts";
 
 const log = logger("bridge");
 
-export const BRIDGE_TOPICS = ["$share/bridge/drivers/+/location", "$share/bridge/drivers/+/l", "$share/bridge/sensor/data"];
+const SHARE_GROUP = process.env.BRIDGE_SHARE_GROUP ?? "bridge";
+export const BRIDGE_TOPICS = ["drivers/+/location", "drivers/+/l", "sensor/data"].map((t) => `$share/${SHARE_GROUP}/${t}`);
 
 /** Turns one MQTT message into Kafka records; resolves once Kafka has all of them. */
 export function createForwarder(producer: Producer, metrics: Metrics, topics = { main: config().kafkaTopic, dlq: config().kafkaDlqTopic }) {

@@ -1,0 +1,171 @@
+// End to end on the real servers: MQTT → bridge (Node) → Kafka → position worker (Node) → PostGIS, and the DLQ.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import mqtt, { type MqttClient } from "mqtt";
+import { config } from "../../lib/config.ts";
+import { freshDatabase, type TestDatabase } from "../support/db.ts";
+import { createTopic, readTopic } from "../support/kafka-cli.ts";
+import { eventually, startNodeWorker, type WorkerProcess } from "../support/node-workers.ts";
+
+const run = `${process.pid}${Date.now() % 1e6}`;
+const topic = `test-pos-${run}`;
+const dlq = `test-dlq-${run}`;
+let db: TestDatabase;
+let publisher: MqttClient;
+let bridge: WorkerProcess;
+let worker: WorkerProcess;
+let env: Record<string, string>;
+let drivers: string[] = [];
+const T0 = Math.floor(Date.now() / 1000) - 3_000;
+
+const position = (d: number, i: number) => ({
+  lat: 40.70 + d * 0.0001 + i * 0.00005,
+  lon: -74.0 + d * 0.0001,
+  tst: T0 + i * 4,
+  acc: 5,
+  vel: 20,
+});
+
+const trailCount = async () => (await db.sql<{ n: number }[]>`select count(*)::int n from position_trail`)[0]!.n;
+
+beforeAll(async () => {
+  db = await freshDatabase("pipeline");
+  await createTopic(topic, 4);
+  await createTopic(dlq, 1);
+  drivers = (
+    await db.sql<{ id: string }[]>`insert into drivers (name) select 'driver ' || g from generate_series(1, 1000) g
+                                   returning id`
+  ).map((r) => r.id);
+  await db.sql`insert into driver_state (driver_id) select id from drivers`;
+  env = {
+    DATABASE_URL: db.url,
+    KAFKA_TOPIC: topic,
+    KAFKA_DLQ_TOPIC: dlq,
+    KAFKA_GROUP_ID: `test-workers-${run}`,
+    BRIDGE_SHARE_GROUP: `test-bridge-${run}`,
+    BRIDGE_CLIENT_ID: `test-bridge-${run}`,
+    METRICS_PORT: "0",
+    BATCH_MAX_WAIT_MS: "50",
+    // The fixtures' positions are minutes old; the offline sweep must not take the drivers off mid-test.
+    OFFLINE_AFTER: "86400",
+  };
+  bridge = await startNodeWorker("bridge", env);
+  await bridge.waitFor("mqtt connected");
+  worker = await startNodeWorker("positions", env);
+  await worker.waitFor("partitions assign");
+  publisher = await mqtt.connectAsync(config().mqttUrl, { clientId: `test-pub-${run}` });
+});
+
+afterAll(async () => {
+  await publisher?.endAsync();
+  for (const p of [bridge, worker]) p?.proc.kill("SIGTERM");
+  await Promise.all([bridge?.proc.exited, worker?.proc.exited]);
+  await db?.drop();
+});
+
+describe("pipeline", () => {
+  test("20,000 positions of 1,000 drivers: valid ones in the trail once, latest in the state, the rest in the DLQ", async () => {
+    const sends: Promise<unknown>[] = [];
+    const publish = (t: string, payload: string) => sends.push(publisher.publishAsync(t, payload, { qos: 1 }));
+    drivers.forEach((id, d) => {
+      for (let m = 0; m < 4; m++) {
+        const batch = Array.from({ length: 4 }, (_, k) => position(d, m * 4 + k));
+        publish(`drivers/${id}/location`, JSON.stringify(batch));
+      }
+      // A redelivered message: its 4 positions are duplicates, never applied twice and never dead-lettered.
+      publish(`drivers/${id}/location`, JSON.stringify(Array.from({ length: 4 }, (_, k) => position(d, k))));
+    });
+    for (let i = 0; i < 50; i++) {
+      publish(`drivers/${drivers[i]}/location`, "{not json");
+      publish(`drivers/${drivers[i]}/location`, JSON.stringify({ lat: 123, lon: 0, tst: T0 }));
+      publish(`drivers/${crypto.randomUUID()}/location`, JSON.stringify(position(i, 3)));
+    }
+    await Promise.all(sends);
+    await eventually(async () => (await trailCount()) >= 16_000, 60_000, "16,000 positions in the trail");
+
+    // Late positions (older than each driver's latest, never seen before) arrive after the fact.
+    await Promise.all(
+      drivers.slice(0, 100).map((id, d) =>
+        publisher.publishAsync(`drivers/${id}/location`, JSON.stringify({ ...position(d, 2), tst: T0 + 2 * 4 + 1 }), {
+          qos: 1,
+        }),
+      ),
+    );
+    const wanted = { out_of_order: 100, malformed_json: 50, invalid_coordinates: 50, unknown_driver: 50 };
+    await eventually(
+      async () => (await readTopic(dlq)).length >= Object.values(wanted).reduce((a, b) => a + b, 0),
+      60_000,
+      "dead letters",
+    );
+
+    expect(await trailCount()).toBe(16_000);
+    const mismatched = await db.sql<{ n: number }[]>`
+      select count(*)::int n from driver_state
+      where position_at is distinct from to_timestamp(${T0 + 15 * 4}) or status <> 'available'`;
+    expect(mismatched[0]!.n).toBe(0);
+    const [first] = await db.sql<{ lat: number; lon: number }[]>`
+      select lat, lon from driver_state where driver_id = ${drivers[0]!}`;
+    expect(first!.lat).toBeCloseTo(position(0, 15).lat, 9);
+    expect(first!.lon).toBeCloseTo(position(0, 15).lon, 9);
+    // Each driver came online exactly once, however often its positions were delivered.
+    const [online] = await db.sql<{ n: number }[]>`
+      select count(*)::int n from state_history where entity = 'driver' and event = 'online'`;
+    expect(online!.n).toBe(1_000);
+
+    const letters = await readTopic(dlq);
+    const byReason: Record<string, number> = {};
+    for (const l of letters) byReason[l.reason] = (byReason[l.reason] ?? 0) + 1;
+    expect(byReason).toEqual(wanted);
+    const malformed = letters.find((l) => l.reason === "malformed_json");
+    expect(malformed!.value).toBe("{not json");
+  });
+
+  test("the original producer's form on sensor/data moves its driver", async () => {
+    const id = drivers[999]!;
+    const tst = Math.floor(Date.now() / 1000);
+    await publisher.publishAsync("sensor/data", JSON.stringify({ driver_id: id, timestamp: tst, lat: 40.75, lon: -73.99 }), {
+      qos: 1,
+    });
+    await eventually(
+      async () =>
+        (await db.sql`select 1 from driver_state where driver_id = ${id} and position_at = to_timestamp(${tst})`)
+          .length === 1,
+      30_000,
+      "the legacy position applied",
+    );
+    const [row] = await db.sql<{ lat: number; lon: number; h3: bigint }[]>`
+      select lat, lon, h3 from driver_state where driver_id = ${id}`;
+    expect(row!.lat).toBe(40.75);
+    expect(row!.lon).toBe(-73.99);
+    expect(row!.h3).toBeGreaterThan(0n);
+  });
+
+  test("a worker killed with SIGKILL mid-stream loses nothing and applies nothing twice", async () => {
+    const before = await trailCount();
+    const base = Math.floor(Date.now() / 1000) - 600;
+    const sends: Promise<unknown>[] = [];
+    // 999 drivers: the last one reported a newer position through sensor/data above.
+    drivers.slice(0, 999).forEach((id, d) => {
+      for (let m = 0; m < 5; m++) {
+        const batch = Array.from({ length: 4 }, (_, k) => ({ ...position(d, 0), tst: base + (m * 4 + k) * 4 }));
+        sends.push(publisher.publishAsync(`drivers/${id}/location`, JSON.stringify(batch), { qos: 1 }));
+      }
+    });
+    await eventually(async () => (await trailCount()) > before, 30_000, "the first new batch");
+    worker.proc.kill("SIGKILL");
+    await worker.proc.exited;
+    const atKill = await trailCount();
+    await Promise.all(sends);
+    worker = await startNodeWorker("positions", env);
+    await eventually(async () => (await trailCount()) >= before + 19_980, 60_000, "all 19,980 new positions").catch(
+      async (error) => {
+        throw new Error(`${error}; trail ${await trailCount()} of ${before + 19_980}\n${worker.output()}\n${bridge.output()}`);
+      },
+    );
+    expect(atKill).toBeLessThan(before + 19_980);
+    expect(await trailCount()).toBe(before + 19_980);
+    const [stale] = await db.sql<{ n: number }[]>`
+      select count(*)::int n from driver_state
+      where driver_id <> ${drivers[999]!} and position_at <> to_timestamp(${base + 19 * 4})`;
+    expect(stale!.n).toBe(0);
+  });
+});
