@@ -1,0 +1,52 @@
+/**
+ * Prometheus metrics of one app: requests by route pattern (not by URL, which would make one series per order id)
+ * and status, their latency, live streams, and the process's default metrics. A registry per app, so tests can
+ * build several apps in one process.
+ */
+import { Elysia } from "elysia";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+
+export function createHttpMetrics(options: { liveSubscribers: () => number }) {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const labelNames = ["method", "route", "status"] as const;
+  const requests = new Counter({
+    name: "http_requests_total",
+    help: "HTTP requests answered, by route pattern and status",
+    labelNames,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: "http_request_duration_seconds",
+    help: "Time to the response (for streams: to the start of the stream)",
+    labelNames,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  new Gauge({
+    name: "live_tracking_subscribers",
+    help: "Open live tracking streams",
+    registers: [registry],
+    collect() {
+      this.set(options.liveSubscribers());
+    },
+  });
+
+  const started = new WeakMap<Request, number>();
+  const plugin = new Elysia()
+    .onRequest(({ request }) => {
+      started.set(request, performance.now());
+    })
+    .onAfterResponse({ as: "global" }, ({ request, route, set }) => {
+      const start = started.get(request);
+      const labels = {
+        method: request.method,
+        route: route || "unmatched",
+        status: String(typeof set.status === "number" ? set.status : 200),
+      };
+      requests.inc(labels);
+      if (start !== undefined) duration.observe(labels, (performance.now() - start) / 1000);
+    });
+
+  return { registry, plugin };
+}

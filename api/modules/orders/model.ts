@@ -1,0 +1,42 @@
+import { t } from "elysia";
+import { Int, LatLon, Timestamp, Uuid } from "../../model.ts";
+import { OrderStatus } from "../tracking/model.ts";
+
+export const OrderParams = t.Object({ order_id: Uuid });
+
+export const OrderItem = t.Object({
+  name: t.String({ minLength: 1, maxLength: 200 }),
+  qty: Int({ minimum: 1, maximum: 100 }),
+  price_cents: Int({ minimum: 0, maximum: 10_000_000 }),
+});
+
+export const NewOrder = t.Object({
+  customer_id: Uuid,
+  restaurant_id: Uuid,
+  delivery: LatLon,
+  items: t.Array(OrderItem, { minItems: 1, maxItems: 100 }),
+});
+export type NewOrder = typeof NewOrder.static;
+
+export const Order = t.Object({
+  id: Uuid,
+  customer_id: Uuid,
+  restaurant_id: Uuid,
+  status: OrderStatus,
+  delivery: t.Object({ lat: t.Number(), lon: t.Number() }),
+  items: t.Array(OrderItem),
+  total_cents: Int(),
+  driver: t.Nullable(t.Object({ id: Uuid, name: t.String() })),
+  eta_seconds: t.Nullable(Int()),
+  created_at: Timestamp,
+  confirmed_at: t.Nullable(Timestamp),
+  assigned_at: t.Nullable(Timestamp),
+  picked_up_at: t.Nullable(Timestamp),
+  delivered_at: t.Nullable(Timestamp),
+  cancelled_at: t.Nullable(Timestamp),
+  updated_at: Timestamp,
+});
+export type Order = typeof Order.static;
+
+/** Events the API sends to order_transition as they are (confirm and assign also pick a driver). */
+export type OrderEvent = "confirm" | "pickup" | "deliver" | "cancel";

@@ -1,0 +1,120 @@
+import type postgres from "postgres";
+import { type Sql, sqlState } from "../../../lib/db.ts";
+import { AppError } from "../../../lib/errors.ts";
+import { isoOrNull } from "../../model.ts";
+import { assignInWideningAreas, bigintArray, searchAreas } from "./assignment.ts";
+import type { NewOrder, Order, OrderEvent } from "./model.ts";
+
+interface OrderRow {
+  id: string;
+  customer_id: string;
+  restaurant_id: string;
+  status: Order["status"];
+  items: Order["items"];
+  eta_seconds: number | null;
+  delivery_lat: number;
+  delivery_lon: number;
+  driver_id: string | null;
+  driver_name: string | null;
+  created_at: Date;
+  confirmed_at: Date | null;
+  assigned_at: Date | null;
+  picked_up_at: Date | null;
+  delivered_at: Date | null;
+  cancelled_at: Date | null;
+  updated_at: Date;
+}
+
+function toOrder(row: OrderRow): Order {
+  return {
+    id: row.id,
+    customer_id: row.customer_id,
+    restaurant_id: row.restaurant_id,
+    status: row.status,
+    delivery: { lat: row.delivery_lat, lon: row.delivery_lon },
+    items: row.items,
+    total_cents: row.items.reduce((sum, item) => sum + item.qty * item.price_cents, 0),
+    driver: row.driver_id === null ? null : { id: row.driver_id, name: row.driver_name ?? "" },
+    eta_seconds: row.eta_seconds,
+    created_at: row.created_at.toISOString(),
+    confirmed_at: isoOrNull(row.confirmed_at),
+    assigned_at: isoOrNull(row.assigned_at),
+    picked_up_at: isoOrNull(row.picked_up_at),
+    delivered_at: isoOrNull(row.delivered_at),
+    cancelled_at: isoOrNull(row.cancelled_at),
+    updated_at: row.updated_at.toISOString(),
+  };
+}
+
+export function ordersService(sql: Sql) {
+  /** The API's view of orders rows `o` (a table or a function's result), with the driver's name. */
+  const selectOrder = (source: postgres.Fragment) => sql<OrderRow[]>`
+    with o as (${source})
+    select o.id, o.customer_id, o.restaurant_id, o.status, o.items, o.eta_seconds,
+           st_y(o.delivery_location::geometry) as delivery_lat, st_x(o.delivery_location::geometry) as delivery_lon,
+           o.driver_id, d.name as driver_name, o.created_at, o.confirmed_at, o.assigned_at, o.picked_up_at,
+           o.delivered_at, o.cancelled_at, o.updated_at
+    from o left join drivers d on d.id = o.driver_id`;
+
+  const one = async (source: postgres.Fragment, orderId: string): Promise<Order> => {
+    const [row] = await selectOrder(source);
+    if (!row) throw new AppError("NOT_FOUND", `order ${orderId} does not exist`);
+    return toOrder(row);
+  };
+
+  const transition = (orderId: string, event: OrderEvent) =>
+    one(sql`select * from order_transition(${orderId}, ${event})`, orderId);
+
+  /** The order given to the nearest driver, or undefined when no driver is free within reach. */
+  const assignNearest = async (orderId: string): Promise<Order | undefined> => {
+    const [restaurant] = await sql<{ h3: bigint }[]>`
+      select r.h3 from orders o join restaurants r on r.id = o.restaurant_id where o.id = ${orderId}`;
+    if (!restaurant) throw new AppError("NOT_FOUND", `order ${orderId} does not exist`);
+    return assignInWideningAreas(searchAreas(restaurant.h3), (cells) =>
+      one(
+        sql`select * from assign_nearest_driver(${orderId}, ${cells === null ? null : bigintArray(sql, cells)})`,
+        orderId,
+      ),
+    );
+  };
+
+  return {
+    find: (orderId: string) => one(sql`select * from orders where id = ${orderId}`, orderId),
+
+    async create(input: NewOrder): Promise<Order> {
+      try {
+        return await one(
+          sql`insert into orders (customer_id, restaurant_id, delivery_location, items)
+              values (${input.customer_id}, ${input.restaurant_id},
+                      st_setsrid(st_makepoint(${input.delivery.lon}, ${input.delivery.lat}), 4326)::geography,
+                      ${sql.json(input.items)})
+              returning *`,
+          "new",
+        );
+      } catch (error) {
+        if (sqlState(error) !== "23503") throw error; // foreign key: the customer or the restaurant is unknown
+        const constraint = (error as { constraint_name?: string }).constraint_name ?? "";
+        throw constraint.includes("customer")
+          ? new AppError("NOT_FOUND", `customer ${input.customer_id} does not exist`, { cause: error })
+          : new AppError("NOT_FOUND", `restaurant ${input.restaurant_id} does not exist`, { cause: error });
+      }
+    },
+
+    /**
+     * Confirms, then tries to assign the nearest driver. No driver in reach is not an error for the customer: the
+     * order stays `confirmed` (driver null) and POST /orders/{id}/assign retries.
+     */
+    async confirm(orderId: string): Promise<Order> {
+      const confirmed = await transition(orderId, "confirm");
+      return (await assignNearest(orderId)) ?? confirmed;
+    },
+
+    async assign(orderId: string): Promise<Order> {
+      const assigned = await assignNearest(orderId);
+      if (!assigned) throw new AppError("NO_DRIVER_AVAILABLE", `no available driver near the restaurant of order ${orderId}`);
+      return assigned;
+    },
+
+    transition,
+  };
+}

@@ -1,0 +1,125 @@
+/**
+ * The order tracking feed: ONE `LISTEN order_tracking` connection per API process, fanned out in memory to the live
+ * streams by order id. The apply procedure notifies once per updated order per batch and order_transition once per
+ * status change, so a process receives every order's updates; only those with a subscriber are decoded further.
+ */
+import type { Sql } from "../../../lib/db.ts";
+
+export const TRACKING_CHANNEL = "order_tracking";
+
+/** What the database says about one order (see 0004_apply_position_batch.sql and 0003_state_machines.sql). */
+export interface OrderNotice {
+  order_id: string;
+  status: string;
+  driver_id?: string;
+  driver_state?: string;
+  lat?: number;
+  lon?: number;
+  at?: string;
+  eta_seconds?: number | null;
+}
+
+export type FeedEvent =
+  /** A new position of the order's driver: everything a map needs is in the notice itself. */
+  | { kind: "position"; notice: OrderNotice & { lat: number; lon: number } }
+  /** The order changed status; the notice carries only the status, subscribers re-read the whole order. */
+  | { kind: "status"; notice: OrderNotice }
+  /** The listener reconnected and may have missed notices: re-read the order. */
+  | { kind: "resync" }
+  /** The process is shutting down. */
+  | { kind: "closing" };
+
+export type FeedListener = (event: FeedEvent) => void;
+
+export interface OrderFeed {
+  /** Resolves once LISTEN is active, so nothing committed after it is missed; returns the unsubscribe function. */
+  subscribe(orderId: string, listener: FeedListener): Promise<() => void>;
+  /** Live subscriptions (for the metrics and tests). */
+  readonly subscribers: number;
+  /** Tells every subscriber to finish; later subscriptions are refused. */
+  close(): void;
+}
+
+function parseNotice(payload: string): OrderNotice | undefined {
+  try {
+    const value: unknown = JSON.parse(payload);
+    if (typeof value !== "object" || value === null) return undefined;
+    const notice = value as Partial<OrderNotice>;
+    return typeof notice.order_id === "string" && typeof notice.status === "string"
+      ? (notice as OrderNotice)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function toEvent(notice: OrderNotice): FeedEvent {
+  return typeof notice.lat === "number" && typeof notice.lon === "number"
+    ? { kind: "position", notice: { ...notice, lat: notice.lat, lon: notice.lon } }
+    : { kind: "status", notice };
+}
+
+export function createOrderFeed(sql: Sql): OrderFeed {
+  const byOrder = new Map<string, Set<FeedListener>>();
+  let listening: Promise<unknown> | undefined;
+  let listenCount = 0;
+  let closed = false;
+
+  const dispatch = (orderId: string, event: FeedEvent) => {
+    for (const listener of byOrder.get(orderId) ?? []) listener(event);
+  };
+  const broadcast = (event: FeedEvent) => {
+    for (const orderId of [...byOrder.keys()]) dispatch(orderId, event);
+  };
+
+  const onNotify = (payload: string) => {
+    if (byOrder.size === 0) return;
+    const notice = parseNotice(payload);
+    if (notice && byOrder.has(notice.order_id)) dispatch(notice.order_id, toEvent(notice));
+  };
+  // postgres.js re-issues LISTEN after a reconnect and calls this again; notices sent meanwhile are lost.
+  const onListen = () => {
+    listenCount += 1;
+    if (listenCount > 1) broadcast({ kind: "resync" });
+  };
+
+  const ensureListening = () => {
+    listening ??= sql.listen(TRACKING_CHANNEL, onNotify, onListen).catch((error: unknown) => {
+      listening = undefined; // the next subscriber tries again
+      throw error;
+    });
+    return listening;
+  };
+
+  return {
+    async subscribe(orderId, listener) {
+      if (closed) throw new Error("the order feed is closed");
+      const key = orderId.toLowerCase();
+      let set = byOrder.get(key);
+      if (!set) byOrder.set(key, (set = new Set()));
+      set.add(listener);
+      const unsubscribe = () => {
+        const current = byOrder.get(key);
+        if (!current?.delete(listener)) return;
+        if (current.size === 0) byOrder.delete(key);
+      };
+      try {
+        await ensureListening();
+      } catch (error) {
+        unsubscribe();
+        throw error;
+      }
+      return unsubscribe;
+    },
+    get subscribers() {
+      let count = 0;
+      for (const set of byOrder.values()) count += set.size;
+      return count;
+    },
+    close() {
+      closed = true;
+      broadcast({ kind: "closing" });
+      byOrder.clear();
+    },
+  };
+}

@@ -1,0 +1,148 @@
+/**
+ * The live view of one order as Server-Sent Events. Events:
+ *   `track`    the whole /track answer: first, then after every status change (and after a listener reconnect);
+ *   `position` the driver moved: the database's notice as it is (no query per position);
+ *   `end`      the order is delivered or cancelled; the server closes the stream (clients should not reconnect).
+ * A comment line every `heartbeatMs` keeps proxies and load balancers from dropping a quiet stream.
+ */
+import { AppError } from "../../../lib/errors.ts";
+import type { FeedEvent, OrderFeed } from "./feed.ts";
+import type { Track } from "./model.ts";
+import type { TrackingService } from "./service.ts";
+
+export const DEFAULT_HEARTBEAT_MS = 15_000;
+const TERMINAL: ReadonlySet<string> = new Set(["delivered", "cancelled"]);
+const encoder = new TextEncoder();
+
+export interface LiveStreamDeps {
+  feed: OrderFeed;
+  tracking: TrackingService;
+  heartbeatMs: number;
+}
+
+export async function openLiveStream(orderId: string, deps: LiveStreamDeps, signal?: AbortSignal): Promise<Response> {
+  // Subscribe before reading the snapshot: whatever commits in between is buffered, not lost.
+  const early: FeedEvent[] = [];
+  let deliver: ((event: FeedEvent) => void) | undefined;
+  const unsubscribe = await deps.feed.subscribe(orderId, (event) => (deliver ? deliver(event) : early.push(event)));
+
+  let snapshot: Track | undefined;
+  try {
+    snapshot = await deps.tracking.track(orderId);
+  } catch (error) {
+    unsubscribe();
+    throw error;
+  }
+  if (!snapshot) {
+    unsubscribe();
+    throw new AppError("NOT_FOUND", `order ${orderId} does not exist`);
+  }
+  const first = snapshot;
+
+  let controller: ReadableStreamDefaultController<Uint8Array> | undefined;
+  let finished = false;
+  let heartbeat: ReturnType<typeof setInterval> | undefined;
+  // Positions not newer than the last one sent are stale (buffered before the snapshot, or replays).
+  let lastPositionMs = first.driver?.updated_at ? Date.parse(first.driver.updated_at) : -Infinity;
+
+  const write = (text: string) => {
+    if (finished || !controller) return;
+    try {
+      controller.enqueue(encoder.encode(text));
+    } catch {
+      finish(); // the client went away between two events
+    }
+  };
+  const send = (event: string, data: unknown) => write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+
+  function finish() {
+    if (finished) return;
+    finished = true;
+    clearInterval(heartbeat);
+    unsubscribe();
+    signal?.removeEventListener("abort", finish);
+    try {
+      controller?.close();
+    } catch {
+      // already closed or cancelled by the client
+    }
+  }
+
+  let lastStatus = first.status;
+  const sendTrack = (track: Track) => {
+    lastStatus = track.status;
+    if (track.driver?.updated_at) lastPositionMs = Math.max(lastPositionMs, Date.parse(track.driver.updated_at));
+    send("track", track);
+    if (TERMINAL.has(track.status)) {
+      send("end", { order_id: track.order_id, status: track.status });
+      finish();
+    }
+  };
+
+  // Status changes are rare, but several may arrive while one re-read runs: re-read once more after it, not N times.
+  let refreshing = false;
+  let refreshAgain = false;
+  const refresh = async () => {
+    if (refreshing) {
+      refreshAgain = true;
+      return;
+    }
+    refreshing = true;
+    try {
+      do {
+        refreshAgain = false;
+        const track = await deps.tracking.track(orderId);
+        if (!finished && track) sendTrack(track);
+      } while (refreshAgain && !finished);
+    } catch (error) {
+      console.error(`[api] live ${orderId}: re-reading the order failed`, error);
+    } finally {
+      refreshing = false;
+    }
+  };
+
+  const handle = (event: FeedEvent) => {
+    if (finished) return;
+    switch (event.kind) {
+      case "position": {
+        const at = event.notice.at ? Date.parse(event.notice.at) : Date.now();
+        if (at <= lastPositionMs) return;
+        lastPositionMs = at;
+        send("position", event.notice);
+        return;
+      }
+      case "status":
+        // A notice of the status the client already has (committed before the snapshot was read) adds nothing.
+        if (event.notice.status !== lastStatus) void refresh();
+        return;
+      case "resync":
+        void refresh();
+        return;
+      case "closing":
+        finish();
+    }
+  };
+
+  const body = new ReadableStream<Uint8Array>({
+    start(c) {
+      controller = c;
+      write("retry: 3000\n\n");
+      sendTrack(first);
+      for (const event of early.splice(0)) handle(event);
+      deliver = handle;
+      if (!finished) heartbeat = setInterval(() => write(": heartbeat\n\n"), deps.heartbeatMs);
+    },
+    cancel() {
+      finish();
+    },
+  });
+  signal?.addEventListener("abort", finish, { once: true });
+
+  return new Response(body, {
+    headers: {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-cache, no-transform",
+      "x-accel-buffering": "no", // nginx would otherwise buffer the stream
+    },
+  });
+}

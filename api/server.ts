@@ -1,0 +1,46 @@
+/**
+ * `bun api/server.ts`: the API on API_PORT. SIGTERM (or SIGINT) drains it: no new connections, live streams told
+ * to finish, in-flight requests completed, then the Kafka sidecar flushed and the database pool closed.
+ */
+import { config } from "../lib/config.ts";
+import { connectDatabase } from "../lib/db.ts";
+import { createApp } from "./app.ts";
+import { startKafkaSidecar } from "./kafka/sidecar-client.ts";
+import { createOrderFeed } from "./modules/tracking/feed.ts";
+
+const SHUTDOWN_DEADLINE_MS = 15_000;
+
+const cfg = config();
+const sql = connectDatabase(cfg.databaseUrl, { max: 20, application: "api" });
+// Not awaited: the API serves reads while Kafka connects; PATCH answers 503 and /ready says why until then.
+const kafka = startKafkaSidecar({ clientId: "tracking-api" });
+const feed = createOrderFeed(sql);
+
+const app = createApp({ sql, kafka, positionsTopic: cfg.kafkaTopic, feed }).listen({
+  port: cfg.apiPort,
+  // The largest legitimate body is a 500-position batch, well under this.
+  maxRequestBodySize: 1024 * 1024,
+  // Longer than the live streams' 15 s heartbeat, or Bun would cut quiet streams.
+  idleTimeout: 30,
+});
+console.log(`[api] listening on http://${app.server?.hostname}:${app.server?.port}`);
+
+let stopping = false;
+async function shutdown(signal: string) {
+  if (stopping) return;
+  stopping = true;
+  console.log(`[api] ${signal}: draining`);
+  const deadline = setTimeout(() => {
+    console.error("[api] shutdown deadline passed, exiting");
+    process.exit(1);
+  }, SHUTDOWN_DEADLINE_MS);
+  feed.close();
+  await app.stop();
+  await kafka.close();
+  await sql.end({ timeout: 5 });
+  clearTimeout(deadline);
+  console.log("[api] stopped");
+  process.exit(0);
+}
+process.once("SIGTERM", () => void shutdown("SIGTERM"));
+process.once("SIGINT", () => void shutdown("SIGINT"));

@@ -1,0 +1,74 @@
+/** `bun api/server.ts` as a real process: it listens, becomes ready, streams, and drains on SIGTERM. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { freshDatabase, type TestDatabase } from "../support/db.ts";
+import { sseReader } from "./support/sse.ts";
+import { seedCustomer, seedRestaurant } from "./support/seed.ts";
+import { waitFor } from "./support/wait.ts";
+
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await freshDatabase("api_server");
+});
+afterAll(() => db.drop());
+
+async function freePort(): Promise<number> {
+  const probe = Bun.serve({ port: 0, fetch: () => new Response() });
+  const { port } = probe;
+  await probe.stop(true);
+  return port!;
+}
+
+describe("api/server.ts", () => {
+  test("listens on API_PORT, is ready with the database and Kafka, and stops cleanly on SIGTERM", async () => {
+    const port = await freePort();
+    const root = new URL("../../", import.meta.url).pathname;
+    const proc = Bun.spawn(["bun", "api/server.ts"], {
+      cwd: root,
+      env: { ...process.env, API_PORT: String(port), DATABASE_URL: db.url },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    let output = "";
+    const collect = async (stream: ReadableStream<Uint8Array>) => {
+      for await (const chunk of stream) output += new TextDecoder().decode(chunk);
+    };
+    void collect(proc.stdout);
+    void collect(proc.stderr);
+    const base = `http://127.0.0.1:${port}`;
+    try {
+      await waitFor(
+        "GET /ready to answer 200",
+        async () => (await fetch(`${base}/ready`).catch(() => undefined))?.status === 200,
+        30_000,
+      );
+      expect(output).toContain(`listening on http://`);
+      expect(await (await fetch(`${base}/health`)).json()).toEqual({ status: "ok" });
+
+      // An order, and a live stream open on it when the signal comes.
+      const customerId = await seedCustomer(db.sql);
+      const restaurantId = await seedRestaurant(db.sql);
+      const created = await fetch(`${base}/orders`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          customer_id: customerId,
+          restaurant_id: restaurantId,
+          delivery: { lat: 40.74, lon: -73.99 },
+          items: [{ name: "Rice", qty: 1, price_cents: 500 }],
+        }),
+      });
+      expect(created.status).toBe(201);
+      const { id } = (await created.json()) as { id: string };
+      const live = sseReader(await fetch(`${base}/track/${id}/live`));
+      expect((await live.nextEvent())?.event).toBe("track");
+
+      proc.kill("SIGTERM");
+      expect(await live.next()).toBeUndefined(); // the stream was ended, not cut
+      expect(await proc.exited).toBe(0);
+      expect(output).toContain("SIGTERM: draining");
+      expect(output).toContain("stopped");
+    } finally {
+      if (proc.exitCode === null) proc.kill("SIGKILL");
+    }
+  }, 60_000);
+});
