@@ -1,0 +1,187 @@
+/**
+ * The fleet simulator that drives the demo and the load tests: drivers report positions over MQTT while mocked apps
+ * place orders through the HTTP API and walk them to delivery.
+ *
+ *   bun run simulate -- --drivers 2000 [--drivers-file drivers.json] [--rate-hz 0.25] [--batch 1] [--compact]
+ *                       [--orders-per-min 60] [--api http://127.0.0.1:8000] [--duration 0] [--city nyc]
+ *
+ * Every 5 s one line reports the offered and the broker-acknowledged rate. SIGINT/SIGTERM stop cleanly.
+ * The core is a library: import { startFleet } from "sim/fleet.ts".
+ */
+import { parseArgs } from "node:util";
+import { config } from "../lib/config.ts";
+import { connectDatabase, type Sql } from "../lib/db.ts";
+import { createApiClient } from "./api-client.ts";
+import { cityByName } from "./cities.ts";
+import { startOrderFlow, type OrderFlow, type OrderFlowStats } from "./order-flow.ts";
+import { startFleet, type FleetStats } from "./simulated-fleet.ts";
+import { loadDriversFromDb, loadDriversFromFile, loadPlaces } from "./world.ts";
+
+export { startFleet, FleetStopped, type Fleet, type FleetDriver, type FleetOptions, type FleetStats } from "./simulated-fleet.ts";
+
+function positiveNumber(raw: string | undefined, name: string, fallback: number, allowZero = false): number {
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < 0 || (!allowZero && value === 0)) {
+    throw new Error(`--${name}: "${raw}" is not a ${allowZero ? "non-negative" : "positive"} number`);
+  }
+  return value;
+}
+
+export function parseFleetArgs(argv: string[]) {
+  const { values } = parseArgs({
+    args: argv[0] === "--" ? argv.slice(1) : argv,
+    options: {
+      drivers: { type: "string" },
+      "drivers-file": { type: "string" },
+      "rate-hz": { type: "string" },
+      batch: { type: "string" },
+      compact: { type: "boolean" },
+      "orders-per-min": { type: "string" },
+      api: { type: "string" },
+      mqtt: { type: "string" },
+      duration: { type: "string" },
+      city: { type: "string" },
+      seed: { type: "string" },
+      "per-connection": { type: "string" },
+      qos: { type: "string" },
+      "report-s": { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+    strict: true,
+  });
+  const qos = positiveNumber(values.qos, "qos", 1, true);
+  if (qos !== 0 && qos !== 1) throw new Error(`--qos: ${qos} is not 0 or 1`);
+  return {
+    help: values.help ?? false,
+    /** From the database 2,000 unless told; from a file, all of them unless told. */
+    drivers: values.drivers === undefined ? undefined : Math.floor(positiveNumber(values.drivers, "drivers", 0)),
+    driversFile: values["drivers-file"],
+    rateHz: positiveNumber(values["rate-hz"], "rate-hz", 0.25),
+    batch: Math.floor(positiveNumber(values.batch, "batch", 1)),
+    compact: values.compact ?? false,
+    ordersPerMin: positiveNumber(values["orders-per-min"], "orders-per-min", 60, true),
+    apiUrl: values.api ?? config().driverApiUrl,
+    mqttUrl: values.mqtt ?? config().mqttUrl,
+    durationS: positiveNumber(values.duration, "duration", 0, true),
+    city: cityByName(values.city ?? "nyc"),
+    seed: values.seed === undefined ? undefined : Math.floor(positiveNumber(values.seed, "seed", 0, true)),
+    perConnection: Math.floor(positiveNumber(values["per-connection"], "per-connection", 500)),
+    qos: qos as 0 | 1,
+    reportS: positiveNumber(values["report-s"], "report-s", 5),
+  };
+}
+
+const perSecond = (delta: number, seconds: number) => Math.round(delta / Math.max(seconds, 1e-3));
+
+export function formatReport(prev: FleetStats, cur: FleetStats, orders: OrderFlowStats | undefined): string {
+  const seconds = cur.elapsedS - prev.elapsedS;
+  const offered = perSecond(cur.offered - prev.offered, seconds);
+  const sent = perSecond(cur.sent - prev.sent, seconds);
+  const parts = [
+    `[fleet] ${Math.round(cur.elapsedS)}s ${cur.drivers} drivers on ${cur.connected}/${cur.connections} connections`,
+    `offered ${offered}/s (target ${Math.round(cur.targetRate)}/s)`,
+    `sent ${sent}/s (${offered > 0 ? ((100 * sent) / offered).toFixed(1) : "-"}%)`,
+    `in flight ${cur.inFlight}${cur.buffered > 0 ? `, buffered ${cur.buffered}` : ""}` +
+      `, dropped ${cur.dropped - prev.dropped}, shed ${cur.shed - prev.shed}, errors ${cur.errors}`,
+  ];
+  if (orders) {
+    parts.push(
+      `orders placed ${orders.placed} assigned ${orders.assigned} picked up ${orders.pickedUp} delivered ${orders.delivered}` +
+        ` active ${orders.active} no driver ${orders.noDriver} refused ${orders.refused} failed ${orders.failed}`,
+    );
+  }
+  return parts.join(" | ");
+}
+
+const USAGE = `usage: bun run simulate -- [--drivers N] [--drivers-file FILE] [--rate-hz 0.25] [--batch N] [--compact]
+                          [--orders-per-min 60] [--api URL] [--mqtt URL] [--duration S] [--city nyc|sf]
+                          [--seed N] [--per-connection 500] [--qos 0|1] [--report-s 5]`;
+
+async function main(): Promise<void> {
+  let args: ReturnType<typeof parseFleetArgs>;
+  try {
+    args = parseFleetArgs(process.argv.slice(2));
+  } catch (error) {
+    console.error(`${(error as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+  if (args.help) {
+    console.log(USAGE);
+    return;
+  }
+
+  let sql: Sql | undefined;
+  const database = () => (sql ??= connectDatabase(config().databaseUrl, { max: 2, application: "fleet-simulator" }));
+  const drivers = args.driversFile
+    ? await loadDriversFromFile(args.driversFile, args.city, args.drivers ?? Number.MAX_SAFE_INTEGER)
+    : await loadDriversFromDb(database(), args.city, args.drivers ?? 2_000);
+  if (drivers.length === 0) throw new Error("no drivers: run `bun run generate` first (or pass --drivers-file)");
+  if (args.drivers !== undefined && drivers.length < args.drivers) {
+    console.warn(`[fleet] only ${drivers.length} drivers available, simulating those`);
+  }
+
+  const fleet = await startFleet({
+    drivers,
+    rateHz: args.rateHz,
+    batch: args.batch,
+    compact: args.compact,
+    mqttUrl: args.mqttUrl,
+    city: args.city,
+    qos: args.qos,
+    driversPerConnection: args.perConnection,
+    ...(args.seed === undefined ? {} : { seed: args.seed }),
+  });
+  console.log(
+    `[fleet] ${drivers.length} drivers at ${args.rateHz} Hz (${Math.round(drivers.length * args.rateHz)} positions/s)` +
+      `, ${args.compact ? "compact" : "JSON"}${args.batch > 1 ? ` batches of ${args.batch}` : ""}, ${args.mqttUrl}`,
+  );
+
+  let orderFlow: OrderFlow | undefined;
+  if (args.ordersPerMin > 0) {
+    const places = await loadPlaces(database());
+    if (places.customers.length === 0 || places.restaurants.length === 0) {
+      console.warn("[fleet] no customers or restaurants in the database: not placing orders");
+    } else {
+      orderFlow = startOrderFlow({
+        api: createApiClient(args.apiUrl),
+        fleet,
+        city: args.city,
+        ...places,
+        ordersPerMin: args.ordersPerMin,
+        ...(args.seed === undefined ? {} : { seed: args.seed }),
+      });
+      console.log(`[fleet] placing ${args.ordersPerMin} orders/min through ${args.apiUrl}`);
+    }
+  }
+
+  let previous = fleet.stats();
+  const reporter = setInterval(() => {
+    const current = fleet.stats();
+    console.log(formatReport(previous, current, orderFlow?.stats()));
+    previous = current;
+  }, args.reportS * 1000);
+
+  let stopping: Promise<void> | undefined;
+  const stop = (why: string) =>
+    (stopping ??= (async () => {
+      console.log(`[fleet] stopping (${why})`);
+      clearInterval(reporter);
+      await orderFlow?.stop();
+      await fleet.stop();
+      await sql?.end({ timeout: 5 });
+      const final = fleet.stats();
+      const zero = { ...final, elapsedS: 0, offered: 0, sent: 0, dropped: 0, shed: 0 };
+      console.log(`${formatReport(zero, final, orderFlow?.stats())} (whole run)`);
+    })());
+  process.on("SIGINT", () => void stop("SIGINT").then(() => process.exit(0)));
+  process.on("SIGTERM", () => void stop("SIGTERM").then(() => process.exit(0)));
+  if (args.durationS > 0) setTimeout(() => void stop("duration reached").then(() => process.exit(0)), args.durationS * 1000);
+}
+
+if (import.meta.main) {
+  main().catch((error: unknown) => {
+    console.error(`[fleet] failed: ${error instanceof Error ? error.message : String(error)}`);
+    process.exit(1);
+  });
+}

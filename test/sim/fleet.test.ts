@@ -1,0 +1,33 @@
+import { expect, test } from "bun:test";
+import { formatReport, parseFleetArgs, type FleetStats } from "../../sim/fleet.ts";
+
+test("the command line has the documented defaults", () => {
+  const args = parseFleetArgs(["--", "--drivers", "2000"]);
+  expect(args).toMatchObject({
+    drivers: 2000, rateHz: 0.25, batch: 1, compact: false, ordersPerMin: 60, durationS: 0, perConnection: 500, qos: 1,
+  });
+  expect(args.city.name).toBe("nyc");
+  expect(parseFleetArgs([]).drivers).toBeUndefined();
+  expect(parseFleetArgs(["--rate-hz", "1", "--batch", "5", "--compact", "--orders-per-min", "0", "--qos", "0"])).toMatchObject({
+    rateHz: 1, batch: 5, compact: true, ordersPerMin: 0, qos: 0,
+  });
+});
+
+test("bad values name their flag", () => {
+  expect(() => parseFleetArgs(["--rate-hz", "0"])).toThrow("--rate-hz");
+  expect(() => parseFleetArgs(["--drivers", "many"])).toThrow("--drivers");
+  expect(() => parseFleetArgs(["--qos", "2"])).toThrow("--qos");
+  expect(() => parseFleetArgs(["--warp"])).toThrow();
+});
+
+test("the report line gives offered and sent rates over the window", () => {
+  const at = (elapsedS: number, offered: number, sent: number): FleetStats => ({
+    drivers: 100_000, connections: 200, connected: 200, elapsedS, targetRate: 25_000, offered, sent, messages: sent,
+    inFlight: 12, buffered: 0, dropped: 0, shed: 0, errors: 0, dispatched: 3,
+  });
+  const line = formatReport(at(10, 250_000, 249_000), at(15, 375_000, 374_000), undefined);
+  expect(line).toContain("offered 25000/s (target 25000/s)");
+  expect(line).toContain("sent 25000/s (100.0%)");
+  expect(line).toContain("200/200 connections");
+  expect(line.split("\n")).toHaveLength(1);
+});
