@@ -97,6 +97,11 @@ export const driverState = pgTable(
     /** Smoothed ground speed (m/s) from recent positions; the ETA divides remaining distance by it. */
     recentSpeedMps: real("recent_speed_mps"),
     currentOrderId: uuid("current_order_id"),
+    /**
+     * ETA of the current order's remaining leg, refreshed with every applied position. It lives on the driver's row,
+     * which the batch rewrites anyway, so a position costs one row update, not two; /track reads it from here.
+     */
+    etaSeconds: integer("eta_seconds"),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
   },
   // Deliberately one small index: an update that changes no indexed value is HOT (no index writes), which is most

@@ -53,6 +53,12 @@ function topicName(env: Env, name: string, fallback: string): string {
   return value;
 }
 
+function mqttPrefix(env: Env, name: string): string {
+  const value = text(env, name, "");
+  if (value && !/^[\w.-]+(\/[\w.-]+)*\/$/.test(value)) fail(name, `"${value}" must be topic levels ending in "/"`);
+  return value;
+}
+
 export function parseConfig(env: Env = process.env) {
   return Object.freeze({
     databaseUrl: url(env, "DATABASE_URL", "postgresql://postgres:postgres@127.0.0.1:5432/food_delivery", [
@@ -63,6 +69,8 @@ export function parseConfig(env: Env = process.env) {
     kafkaTopic: topicName(env, "KAFKA_TOPIC", "driver-pos"),
     kafkaDlqTopic: topicName(env, "KAFKA_DLQ_TOPIC", "driver-pos-dlq"),
     mqttUrl: url(env, "MQTT_URL", "mqtt://127.0.0.1:1883", ["mqtt:", "mqtts:", "ws:", "wss:", "tcp:"]),
+    /** Prepended to every MQTT topic the bridge listens on (isolates a test run or a tenant); "" in production. */
+    mqttTopicPrefix: mqttPrefix(env, "MQTT_TOPIC_PREFIX"),
     apiPort: integer(env, "API_PORT", 8000, 0, 65535),
     driverApiUrl: url(env, "DRIVER_API_URL", "http://127.0.0.1:8000", ["http:", "https:"]),
     h3Resolution: integer(env, "H3_RESOLUTION", 9, 0, 15),

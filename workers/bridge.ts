@@ -15,11 +15,14 @@ import { startSubscriber } from "./mqtt-subscriber.ts";
 const log = logger("bridge");
 
 const SHARE_GROUP = process.env.BRIDGE_SHARE_GROUP ?? "bridge";
-export const BRIDGE_TOPICS = ["drivers/+/location", "drivers/+/l", "sensor/data"].map((t) => `$share/${SHARE_GROUP}/${t}`);
+export const bridgeTopics = (prefix: string) =>
+  ["drivers/+/location", "drivers/+/l", "sensor/data"].map((t) => `$share/${SHARE_GROUP}/${prefix}${t}`);
 
 /** Turns one MQTT message into Kafka records; resolves once Kafka has all of them. */
 export function createForwarder(producer: Producer, metrics: Metrics, topics = { main: config().kafkaTopic, dlq: config().kafkaDlqTopic }) {
-  return async function forward(topic: string, payload: Buffer): Promise<void> {
+  const prefix = config().mqttTopicPrefix;
+  return async function forward(fullTopic: string, payload: Buffer): Promise<void> {
+    const topic = fullTopic.slice(prefix.length);
     const decoded = decodeMqttMessage(topic, payload);
     if (!decoded.ok) {
       metrics.messages.inc({ outcome: "rejected" });
@@ -70,7 +73,7 @@ async function main() {
   const subscriber = startSubscriber({
     url: cfg.mqttUrl,
     clientId,
-    topics: BRIDGE_TOPICS,
+    topics: bridgeTopics(cfg.mqttTopicPrefix),
     onMessage: forward,
     onStatus: (event) => log.info(`mqtt ${event}`, { clientId }),
   });

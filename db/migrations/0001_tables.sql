@@ -23,6 +23,7 @@ CREATE TABLE "driver_state" (
 	"received_at" timestamp with time zone,
 	"recent_speed_mps" real,
 	"current_order_id" uuid,
+	"eta_seconds" integer,
 	"updated_at" timestamp with time zone DEFAULT now() NOT NULL
 );
 --> statement-breakpoint

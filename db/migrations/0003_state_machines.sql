@@ -88,6 +88,7 @@ BEGIN
          status_since = now(),
          -- Back to `available` means the order is over; going offline keeps it, to resume on return.
          current_order_id = CASE WHEN v_to = 'available' THEN NULL ELSE current_order_id END,
+         eta_seconds = CASE WHEN v_to = 'available' THEN NULL ELSE eta_seconds END,
          updated_at = now()
    WHERE driver_id = p_driver
   RETURNING * INTO v_row;

@@ -91,9 +91,10 @@ test("assignment takes the nearest driver; the restaurant geofence fires; ETA fo
   expect((await state(driverB)).status).toBe("assigned");
 
   const r = await applyPositionBatch(db.sql, batch([row(driverB, 10, RESTAURANT.lat, RESTAURANT.lon + 0.0003, { speedKmh: 18 })]));
-  expect(r).toMatchObject({ applied: 1, transitions: 1, orders_updated: 1 });
+  expect(r).toMatchObject({ applied: 1, transitions: 1, orders_notified: 1 });
   expect((await state(driverB)).status).toBe("at_restaurant");
-  const [order] = await db.sql<{ eta_seconds: number }[]>`select eta_seconds from orders where id = ${orderId}`;
+  const [order] = await db.sql<{ eta_seconds: number }[]>`
+    select eta_seconds from driver_state where driver_id = ${driverB} and current_order_id = ${orderId}`;
   // ~2.2 km restaurant → delivery × 1.3 detour at the smoothed 5 m/s: a few hundred seconds, not the old 60 s/100 m.
   expect(order!.eta_seconds).toBeGreaterThan(300);
   expect(order!.eta_seconds).toBeLessThan(1_200);

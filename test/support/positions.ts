@@ -27,7 +27,7 @@ export interface AppliedBatch {
   out_of_order: number;
   unknown_driver: number;
   transitions: number;
-  orders_updated: number;
+  orders_notified: number;
   rejected_seq: number[];
   rejected_reason: string[];
 }

@@ -15,6 +15,7 @@ let bridge: WorkerProcess;
 let worker: WorkerProcess;
 let env: Record<string, string>;
 let drivers: string[] = [];
+const PREFIX = `test/${run}/`;
 const T0 = Math.floor(Date.now() / 1000) - 3_000;
 
 const position = (d: number, i: number) => ({
@@ -42,6 +43,8 @@ beforeAll(async () => {
     KAFKA_DLQ_TOPIC: dlq,
     KAFKA_GROUP_ID: `test-workers-${run}`,
     BRIDGE_SHARE_GROUP: `test-bridge-${run}`,
+    // A topic root of our own: other tests and a running demo publish to drivers/… at the same time.
+    MQTT_TOPIC_PREFIX: `test/${run}/`,
     BRIDGE_CLIENT_ID: `test-bridge-${run}`,
     METRICS_PORT: "0",
     BATCH_MAX_WAIT_MS: "50",
@@ -69,15 +72,15 @@ describe("pipeline", () => {
     drivers.forEach((id, d) => {
       for (let m = 0; m < 4; m++) {
         const batch = Array.from({ length: 4 }, (_, k) => position(d, m * 4 + k));
-        publish(`drivers/${id}/location`, JSON.stringify(batch));
+        publish(`${PREFIX}drivers/${id}/location`, JSON.stringify(batch));
       }
       // A redelivered message: its 4 positions are duplicates, never applied twice and never dead-lettered.
-      publish(`drivers/${id}/location`, JSON.stringify(Array.from({ length: 4 }, (_, k) => position(d, k))));
+      publish(`${PREFIX}drivers/${id}/location`, JSON.stringify(Array.from({ length: 4 }, (_, k) => position(d, k))));
     });
     for (let i = 0; i < 50; i++) {
-      publish(`drivers/${drivers[i]}/location`, "{not json");
-      publish(`drivers/${drivers[i]}/location`, JSON.stringify({ lat: 123, lon: 0, tst: T0 }));
-      publish(`drivers/${crypto.randomUUID()}/location`, JSON.stringify(position(i, 3)));
+      publish(`${PREFIX}drivers/${drivers[i]}/location`, "{not json");
+      publish(`${PREFIX}drivers/${drivers[i]}/location`, JSON.stringify({ lat: 123, lon: 0, tst: T0 }));
+      publish(`${PREFIX}drivers/${crypto.randomUUID()}/location`, JSON.stringify(position(i, 3)));
     }
     await Promise.all(sends);
     await eventually(async () => (await trailCount()) >= 16_000, 60_000, "16,000 positions in the trail");
@@ -85,7 +88,7 @@ describe("pipeline", () => {
     // Late positions (older than each driver's latest, never seen before) arrive after the fact.
     await Promise.all(
       drivers.slice(0, 100).map((id, d) =>
-        publisher.publishAsync(`drivers/${id}/location`, JSON.stringify({ ...position(d, 2), tst: T0 + 2 * 4 + 1 }), {
+        publisher.publishAsync(`${PREFIX}drivers/${id}/location`, JSON.stringify({ ...position(d, 2), tst: T0 + 2 * 4 + 1 }), {
           qos: 1,
         }),
       ),
@@ -122,7 +125,7 @@ describe("pipeline", () => {
   test("the original producer's form on sensor/data moves its driver", async () => {
     const id = drivers[999]!;
     const tst = Math.floor(Date.now() / 1000);
-    await publisher.publishAsync("sensor/data", JSON.stringify({ driver_id: id, timestamp: tst, lat: 40.75, lon: -73.99 }), {
+    await publisher.publishAsync(`${PREFIX}sensor/data`, JSON.stringify({ driver_id: id, timestamp: tst, lat: 40.75, lon: -73.99 }), {
       qos: 1,
     });
     await eventually(
@@ -147,7 +150,7 @@ describe("pipeline", () => {
     drivers.slice(0, 999).forEach((id, d) => {
       for (let m = 0; m < 5; m++) {
         const batch = Array.from({ length: 4 }, (_, k) => ({ ...position(d, 0), tst: base + (m * 4 + k) * 4 }));
-        sends.push(publisher.publishAsync(`drivers/${id}/location`, JSON.stringify(batch), { qos: 1 }));
+        sends.push(publisher.publishAsync(`${PREFIX}drivers/${id}/location`, JSON.stringify(batch), { qos: 1 }));
       }
     });
     await eventually(async () => (await trailCount()) > before, 30_000, "the first new batch");

@@ -50,7 +50,13 @@ export function ordersService(sql: Sql) {
   /** The API's view of orders rows `o` (a table or a function's result), with the driver's name. */
   const selectOrder = (source: postgres.Fragment) => sql<OrderRow[]>`
     with o as (${source})
-    select o.id, o.customer_id, o.restaurant_id, o.status, o.items, o.eta_seconds,
+    select o.id, o.customer_id, o.restaurant_id, o.status, o.items,
+           -- The live leg's ETA sits on the driver's row (refreshed by every applied position). The status test
+           -- matters: this statement's snapshot predates the transition function it wraps.
+           case when o.status in ('assigned', 'picked_up')
+                then coalesce((select ds.eta_seconds from driver_state ds
+                               where ds.driver_id = o.driver_id and ds.current_order_id = o.id), o.eta_seconds)
+           end as eta_seconds,
            st_y(o.delivery_location::geometry) as delivery_lat, st_x(o.delivery_location::geometry) as delivery_lon,
            o.driver_id, d.name as driver_name, o.created_at, o.confirmed_at, o.assigned_at, o.picked_up_at,
            o.delivered_at, o.cancelled_at, o.updated_at

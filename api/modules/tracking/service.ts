@@ -57,7 +57,9 @@ export function trackingService(sql: Sql) {
      */
     async track(orderId: string): Promise<Track | undefined> {
       const [row] = await sql<TrackRow[]>`
-        select o.id as order_id, o.status, o.eta_seconds,
+        select o.id as order_id, o.status,
+               -- The apply procedure refreshes the live leg's ETA on the driver's row (one write per position).
+               case when ds.current_order_id = o.id then ds.eta_seconds end as eta_seconds,
                r.id as restaurant_id, r.name as restaurant_name,
                st_y(r.location::geometry) as restaurant_lat, st_x(r.location::geometry) as restaurant_lon,
                st_y(o.delivery_location::geometry) as delivery_lat, st_x(o.delivery_location::geometry) as delivery_lon,
