@@ -5,8 +5,8 @@
  */
 import type { DevicePosition } from "../lib/position.ts";
 
-export function positionTopic(driverId: string, compact: boolean): string {
-  return compact ? `drivers/${driverId}/l` : `drivers/${driverId}/location`;
+export function positionTopic(driverId: string, compact: boolean, prefix = ""): string {
+  return compact ? `${prefix}drivers/${driverId}/l` : `${prefix}drivers/${driverId}/location`;
 }
 
 const optional = (name: string, value: number | undefined) => (value === undefined ? "" : `,"${name}":${value}`);

@@ -26,6 +26,8 @@ export interface FleetOptions {
   batch?: number;
   /** The compact text form on `drivers/{id}/l` instead of JSON. */
   compact?: boolean;
+  /** Prepended to every topic, matching the bridge's MQTT_TOPIC_PREFIX (benchmarks use their own root). */
+  topicPrefix?: string;
   mqttUrl: string;
   city?: City | string;
   seed?: number;
@@ -113,7 +115,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
   if (options.drivers.length === 0) throw new Error("a fleet needs at least one driver");
   const drivers: SimDriver[] = options.drivers.map((d, i) => ({
     id: d.id,
-    topic: positionTopic(d.id, compact),
+    topic: positionTopic(d.id, compact, options.topicPrefix),
     connection: Math.floor(i / perConnection),
     motion: { lat: d.lat, lon: d.lon, route: [], speedKmh: 0, headingDeg: rng.between(0, 360) },
     cruiseKmh: rng.between(MIN_SPEED_KMH + 2, MAX_SPEED_KMH - 3),

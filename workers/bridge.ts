@@ -6,7 +6,7 @@
  */
 import { hostname } from "node:os";
 import { config } from "../lib/config.ts";
-import { createProducer, sendToDlq, type Producer } from "../lib/kafka.ts";
+import { createRecordProducer, sendToDlq, type RecordProducer } from "../lib/kafka.ts";
 import { decodeMqttMessage, type PositionRecord } from "../lib/position.ts";
 import { logger } from "./log.ts";
 import { createMetrics, serveMetrics, type Metrics } from "./metrics.ts";
@@ -19,9 +19,10 @@ export const bridgeTopics = (prefix: string) =>
   ["drivers/+/location", "drivers/+/l", "sensor/data"].map((t) => `$share/${SHARE_GROUP}/${prefix}${t}`);
 
 /** Turns one MQTT message into Kafka records; resolves once Kafka has all of them. */
-export function createForwarder(producer: Producer, metrics: Metrics, topics = { main: config().kafkaTopic, dlq: config().kafkaDlqTopic }) {
+export function createForwarder(producer: RecordProducer, metrics: Metrics, topics = { main: config().kafkaTopic, dlq: config().kafkaDlqTopic }) {
   const prefix = config().mqttTopicPrefix;
   return async function forward(fullTopic: string, payload: Buffer): Promise<void> {
+    const stopTimer = metrics.forwardSeconds.startTimer();
     const topic = fullTopic.slice(prefix.length);
     const decoded = decodeMqttMessage(topic, payload);
     if (!decoded.ok) {
@@ -39,7 +40,7 @@ export function createForwarder(producer: Producer, metrics: Metrics, topics = {
       positions: decoded.positions,
     };
     const sends = [
-      producer.send({ topic: topics.main, messages: [{ key: decoded.driverId, value: JSON.stringify(record) }] }),
+      producer.send({ topic: topics.main, key: decoded.driverId, value: JSON.stringify(record) }),
     ];
     if (decoded.rejects.length > 0) {
       for (const r of decoded.rejects) metrics.positionsRejected.inc({ reason: r.reason });
@@ -54,10 +55,11 @@ export function createForwarder(producer: Producer, metrics: Metrics, topics = {
             source: `mqtt:${topic}`,
             detail: `position index ${r.index}`,
           })),
-        ).then(() => []),
+        ),
       );
     }
     await Promise.all(sends);
+    stopTimer();
     metrics.messages.inc({ outcome: "forwarded" });
     metrics.positionsIn.inc(decoded.positions.length);
   };
@@ -66,7 +68,7 @@ export function createForwarder(producer: Producer, metrics: Metrics, topics = {
 async function main() {
   const cfg = config();
   const metrics = createMetrics("bridge");
-  const producer = createProducer(cfg.kafkaBootstrapServers, "bridge");
+  const producer = createRecordProducer(cfg.kafkaBootstrapServers, "bridge");
   await producer.connect();
   const forward = createForwarder(producer, metrics);
   const clientId = process.env.BRIDGE_CLIENT_ID ?? `bridge-${hostname()}-${process.env.BRIDGE_INDEX ?? "0"}`;
@@ -77,6 +79,7 @@ async function main() {
     onMessage: forward,
     onStatus: (event) => log.info(`mqtt ${event}`, { clientId }),
   });
+  setInterval(() => metrics.mqttInFlight.set(subscriber.inFlight()), 500).unref();
   const server = await serveMetrics(metrics.registry, cfg.metricsPort);
   log.info("started", { mqtt: cfg.mqttUrl, kafka: cfg.kafkaBootstrapServers, metricsPort: server.port, clientId });
 

@@ -65,6 +65,17 @@ export function createMetrics(process: string) {
       buckets: freshnessBuckets,
       registers: [registry],
     }),
+    mqttInFlight: new Gauge({
+      name: "mqtt_inflight_messages",
+      help: "MQTT messages received and not yet acknowledged (waiting for Kafka)",
+      registers: [registry],
+    }),
+    forwardSeconds: new Histogram({
+      name: "bridge_forward_seconds",
+      help: "MQTT message received to Kafka confirmed",
+      buckets: [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5],
+      registers: [registry],
+    }),
     retries: new Counter({
       name: "batch_retries_total",
       help: "Batch apply attempts that failed and were retried",

@@ -27,6 +27,8 @@ export interface Subscriber {
 interface Slot {
   messageId: number;
   done: boolean;
+  /** The connection it arrived on; its acknowledgement means nothing on a later one. */
+  session: number;
 }
 
 export function startSubscriber(options: SubscriberOptions): Subscriber {
@@ -39,15 +41,38 @@ export function startSubscriber(options: SubscriberOptions): Subscriber {
   let paused = false;
   let ping: ReturnType<typeof setInterval> | undefined;
   let reconnectDelay = 100;
+  let session = 0;
 
   const send = (packet: Packet) => socket?.write(mqttPacket.generate(packet));
 
+  // pending[head..] are unacknowledged, in arrival order; a moving head instead of shift() keeps a flush O(acks).
+  let head = 0;
+  const unacked = () => pending.length - head;
+
+  // Deliveries complete in bursts; one flush per turn of the event loop acknowledges the whole burst at once.
+  let flushScheduled = false;
+  function scheduleFlush() {
+    if (flushScheduled) return;
+    flushScheduled = true;
+    setImmediate(() => {
+      flushScheduled = false;
+      flushAcks();
+    });
+  }
+
   function flushAcks() {
-    while (pending.length > 0 && pending[0]!.done) {
-      const slot = pending.shift()!;
-      send({ cmd: "puback", messageId: slot.messageId });
+    const acks: Buffer[] = [];
+    while (head < pending.length && pending[head]!.done) {
+      acks.push(mqttPacket.generate({ cmd: "puback", messageId: pending[head]!.messageId }));
+      head++;
     }
-    if (paused && pending.length < maxInFlight / 2) {
+    // One write for the whole run of acknowledgements, not one syscall each.
+    if (acks.length > 0) socket?.write(acks.length === 1 ? acks[0]! : Buffer.concat(acks));
+    if (head > 4_096 && head * 2 > pending.length) {
+      pending = pending.slice(head);
+      head = 0;
+    }
+    if (paused && unacked() < maxInFlight / 2) {
       paused = false;
       socket?.resume();
     }
@@ -59,19 +84,18 @@ export function startSubscriber(options: SubscriberOptions): Subscriber {
       options.onMessage(packet.topic, payload).catch(() => {});
       return;
     }
-    const slot: Slot = { messageId: packet.messageId!, done: false };
-    const generation = pending;
+    const slot: Slot = { messageId: packet.messageId!, done: false, session };
     pending.push(slot);
-    if (pending.length >= maxInFlight && !paused) {
+    if (unacked() >= maxInFlight && !paused) {
       paused = true;
       socket?.pause();
     }
     options.onMessage(packet.topic, payload).then(
       () => {
         // A reconnect started a new session: the broker redelivers what this one did not acknowledge.
-        if (generation !== pending) return;
+        if (slot.session !== session) return;
         slot.done = true;
-        flushAcks();
+        scheduleFlush();
       },
       () => {
         // Not acknowledged: the broker redelivers it after a reconnect. Drop the connection so that happens now.
@@ -84,7 +108,9 @@ export function startSubscriber(options: SubscriberOptions): Subscriber {
     const parser = mqttPacket.parser({ protocolVersion: 4 });
     const s = connect(Number(url.port || 1883), url.hostname);
     socket = s;
+    session++;
     pending = [];
+    head = 0;
     paused = false;
     s.setNoDelay(true);
     s.on("connect", () => {
@@ -136,12 +162,14 @@ export function startSubscriber(options: SubscriberOptions): Subscriber {
 
   open();
   return {
-    inFlight: () => pending.length,
+    inFlight: unacked,
     async close() {
       closing = true;
       // Wait (bounded) for in-flight messages so their acks go out before the disconnect.
       const deadline = Date.now() + 10_000;
-      while (pending.some((s) => !s.done) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      while (pending.slice(head).some((s) => !s.done) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
       flushAcks();
       send({ cmd: "disconnect" });
       socket?.end();

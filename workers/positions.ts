@@ -11,7 +11,7 @@
 import type { RejectReason } from "../lib/errors.ts";
 import { config } from "../lib/config.ts";
 import { connectDatabase, sqlState } from "../lib/db.ts";
-import { createBatchConsumer, createProducer, sendToDlq, type ConsumedMessage } from "../lib/kafka.ts";
+import { createBatchConsumer, createRecordProducer, sendToDlq, type ConsumedMessage, type RecordProducer } from "../lib/kafka.ts";
 import { applyPositionBatch, type ApplyResult } from "./apply-batch.ts";
 import { createFixCache, decodeBatch, type Reject } from "./decode-batch.ts";
 import { logger } from "./log.ts";
@@ -32,7 +32,7 @@ async function main() {
   const cfg = config();
   const metrics = createMetrics("positions");
   const sql = connectDatabase(cfg.databaseUrl, { max: 2, application: "position-worker" });
-  const producer = createProducer(cfg.kafkaBootstrapServers, "position-worker-dlq");
+  const producer = createRecordProducer(cfg.kafkaBootstrapServers, "position-worker-dlq");
   await producer.connect();
   const consumer = await createBatchConsumer({
     bootstrapServers: cfg.kafkaBootstrapServers,
@@ -143,7 +143,7 @@ async function main() {
 }
 
 async function sendRejects(
-  producer: ReturnType<typeof createProducer>,
+  producer: RecordProducer,
   topic: string,
   messages: ConsumedMessage[],
   rejects: Reject[],

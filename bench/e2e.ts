@@ -1,0 +1,226 @@
+/**
+ * `bun run bench:e2e [-- --rates 25000,50000 --seconds 60 --drivers 100000 --workers 1 --bridges 1]`
+ *
+ * The whole ingest path on this machine: a simulated fleet publishes over MQTT at a fixed offered rate; bridges
+ * (Node) forward to Kafka; position workers (Node) apply to PostGIS. For each rate it reports the sustained applied
+ * rate, freshness p50/p95/p99 (device time → committed in the database, from the workers' histograms), consumer lag
+ * over time, and CPU and RSS per process. Needs `bin/stack up`; uses its own database, topics and MQTT topic root,
+ * so a running demo is not disturbed. Prints a table and writes JSON under bench/results/. Not a test.
+ */
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import postgres from "postgres";
+import { migrateDatabase } from "../db/migrate.ts";
+import { generateData, readDrivers } from "../db/generate.ts";
+import { config } from "../lib/config.ts";
+import { connectDatabase } from "../lib/db.ts";
+import { startFleet } from "../sim/fleet.ts";
+import { createTopic } from "../test/support/kafka-cli.ts";
+import { startNodeWorker, type WorkerProcess } from "../test/support/node-workers.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    rates: { type: "string", default: "25000,50000" },
+    seconds: { type: "string", default: "60" },
+    drivers: { type: "string", default: "100000" },
+    workers: { type: "string", default: "1" },
+    bridges: { type: "string", default: "1" },
+    batch: { type: "string", default: "1" },
+  },
+});
+const RATES = args.rates.split(",").map(Number);
+const SECONDS = Number(args.seconds);
+const DRIVERS = Number(args.drivers);
+const run = `${Date.now() % 1e8}`;
+const PREFIX = `bench/${run}/`;
+
+const CLK_TCK = 100;
+const PAGE = 4096;
+function procSample(pid: number): { cpuTicks: number; rssBytes: number } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return { cpuTicks: Number(fields[11]) + Number(fields[12]), rssBytes: Number(fields[21]) * PAGE };
+  } catch {
+    return undefined;
+  }
+}
+function pidsOf(pattern: string): number[] {
+  const out = Bun.spawnSync(["pgrep", "-f", pattern]).stdout.toString().trim();
+  return out ? out.split("\n").map(Number) : [];
+}
+
+async function scrape(port: number): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const values = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (line.startsWith("#") || !line) continue;
+    const space = line.lastIndexOf(" ");
+    const name = line.slice(0, space).replace(/,?process="[^"]*"/, "").replace("{}", "");
+    values.set(name, (values.get(name) ?? 0) + Number(line.slice(space + 1)));
+  }
+  return values;
+}
+
+/** A quantile from Prometheus histogram buckets (linear inside the bucket), over the delta of two scrapes. */
+function quantile(before: Map<string, number>, after: Map<string, number>, metric: string, q: number): number {
+  const buckets: { le: number; count: number }[] = [];
+  for (const [key, value] of after) {
+    const m = new RegExp(`^${metric}_bucket\\{le="([^"]+)"\\}$`).exec(key);
+    if (m) buckets.push({ le: m[1] === "+Inf" ? Infinity : Number(m[1]), count: value - (before.get(key) ?? 0) });
+  }
+  buckets.sort((a, b) => a.le - b.le);
+  const total = buckets.at(-1)?.count ?? 0;
+  if (total === 0) return NaN;
+  let previous = { le: 0, count: 0 };
+  for (const b of buckets) {
+    if (b.count >= q * total) {
+      if (b.le === Infinity) return previous.le;
+      const inside = b.count - previous.count;
+      return previous.le + (b.le - previous.le) * (inside === 0 ? 0 : (q * total - previous.count) / inside);
+    }
+    previous = b;
+  }
+  return NaN;
+}
+
+const admin = postgres(Object.assign(new URL(config().databaseUrl), { pathname: "/postgres" }).toString(), {
+  max: 1,
+  onnotice: () => {},
+});
+const dbName = `bench_e2e_${run}`;
+await admin.unsafe(`create database ${dbName}`);
+const dbUrl = Object.assign(new URL(config().databaseUrl), { pathname: `/${dbName}` }).toString();
+await migrateDatabase(dbUrl);
+const sql = connectDatabase(dbUrl, { max: 2 });
+console.error(`generating ${DRIVERS} drivers…`);
+await generateData(sql, {
+  drivers: DRIVERS, restaurants: 2_000, customers: 10_000, orders: 0, mode: "truncate", seed: 7, city: "nyc",
+  online: false, progress: false,
+});
+const drivers = await readDrivers(sql, "nyc");
+
+const topic = `bench-pos-${run}`;
+const dlq = `bench-dlq-${run}`;
+await createTopic(topic, 8);
+await createTopic(dlq, 2);
+const env = {
+  DATABASE_URL: dbUrl, KAFKA_TOPIC: topic, KAFKA_DLQ_TOPIC: dlq, KAFKA_GROUP_ID: `bench-${run}`,
+  MQTT_TOPIC_PREFIX: PREFIX, BRIDGE_SHARE_GROUP: `bench-${run}`, METRICS_PORT: "0",
+};
+const processes: { name: string; worker: WorkerProcess; port: number }[] = [];
+const metricsPort = (w: WorkerProcess) => Number(/"metricsPort":(\d+)/.exec(w.output())![1]);
+for (let i = 0; i < Number(args.bridges); i++) {
+  const w = await startNodeWorker("bridge", { ...env, BRIDGE_CLIENT_ID: `bench-bridge-${run}-${i}` });
+  await w.waitFor("mqtt connected");
+  processes.push({ name: `bridge-${i}`, worker: w, port: metricsPort(w) });
+}
+for (let i = 0; i < Number(args.workers); i++) {
+  const w = await startNodeWorker("positions", env);
+  await w.waitFor("partitions assign", 60_000);
+  processes.push({ name: `positions-${i}`, worker: w, port: metricsPort(w) });
+}
+const workerPorts = processes.filter((p) => p.name.startsWith("positions")).map((p) => p.port);
+const scrapeWorkers = async () => {
+  const merged = new Map<string, number>();
+  for (const port of workerPorts) for (const [k, v] of await scrape(port)) merged.set(k, (merged.get(k) ?? 0) + v);
+  return merged;
+};
+
+const watched = () => [
+  ...processes.map((p) => ({ name: p.name, pids: [p.worker.proc.pid] })),
+  { name: "bench+fleet (bun)", pids: [process.pid] },
+  { name: "mosquitto", pids: pidsOf("mosquitto -c") },
+  { name: "kafka", pids: pidsOf("kafka.Kafka") },
+  { name: "postgres (all)", pids: pidsOf("postgres") },
+];
+
+interface RateResult {
+  offeredRate: number;
+  sentRate: number;
+  appliedRate: number;
+  freshnessDevice: { p50: number; p95: number; p99: number };
+  freshnessBridge: { p50: number; p95: number; p99: number };
+  lagOverTime: number[];
+  processes: { name: string; cpuPercent: number; maxRssMb: number }[];
+}
+const results: RateResult[] = [];
+
+for (const rate of RATES) {
+  console.error(`\noffering ${rate} positions/s for ${SECONDS} s…`);
+  const fleet = await startFleet({
+    drivers, rateHz: rate / drivers.length, batch: Number(args.batch), mqttUrl: config().mqttUrl, city: "nyc",
+    topicPrefix: PREFIX, driversPerConnection: 2_000,
+  });
+  // Warm-up: the first seconds bring every driver online (a state change per driver), not steady state.
+  await Bun.sleep(10_000);
+  const before = await scrapeWorkers();
+  const fleetBefore = fleet.stats();
+  const cpuBefore = watched().map((w) => ({ ...w, ticks: w.pids.map(procSample).reduce((a, s) => a + (s?.cpuTicks ?? 0), 0) }));
+  const maxRss = new Map<string, number>();
+  const lag: number[] = [];
+  const started = performance.now();
+  while (performance.now() - started < SECONDS * 1000) {
+    await Bun.sleep(1_000);
+    lag.push((await scrapeWorkers()).get("kafka_consumer_lag_messages") ?? 0);
+    for (const w of watched()) {
+      const rss = w.pids.map(procSample).reduce((a, s) => a + (s?.rssBytes ?? 0), 0);
+      maxRss.set(w.name, Math.max(maxRss.get(w.name) ?? 0, rss));
+    }
+  }
+  const elapsed = (performance.now() - started) / 1000;
+  const after = await scrapeWorkers();
+  const fleetAfter = fleet.stats();
+  const cpu = cpuBefore.map((w) => {
+    const now = w.pids.map(procSample).reduce((a, s) => a + (s?.cpuTicks ?? 0), 0);
+    return {
+      name: w.name,
+      cpuPercent: Math.round(((now - w.ticks) / CLK_TCK / elapsed) * 100),
+      maxRssMb: Math.round((maxRss.get(w.name) ?? 0) / 2 ** 20),
+    };
+  });
+  await fleet.stop();
+  const delta = (k: string) => (after.get(k) ?? 0) - (before.get(k) ?? 0);
+  const q = (metric: string) => ({
+    p50: +quantile(before, after, metric, 0.5).toFixed(3),
+    p95: +quantile(before, after, metric, 0.95).toFixed(3),
+    p99: +quantile(before, after, metric, 0.99).toFixed(3),
+  });
+  results.push({
+    offeredRate: rate,
+    sentRate: Math.round((fleetAfter.sent - fleetBefore.sent) / elapsed),
+    appliedRate: Math.round(delta("positions_applied_total") / elapsed),
+    freshnessDevice: q("position_freshness_from_device_seconds"),
+    freshnessBridge: q("position_freshness_from_bridge_seconds"),
+    lagOverTime: lag,
+    processes: cpu,
+  });
+  // Drain before the next rate so its numbers are its own.
+  const drainDeadline = Date.now() + 60_000;
+  while (Date.now() < drainDeadline && ((await scrapeWorkers()).get("kafka_consumer_lag_messages") ?? 0) > 0) {
+    await Bun.sleep(500);
+  }
+}
+
+console.log("\noffered/s   sent/s  applied/s  fresh p50  p95     p99     (device→db, s)  max lag");
+for (const r of results) {
+  const f = r.freshnessDevice;
+  console.log(
+    `${String(r.offeredRate).padStart(9)} ${String(r.sentRate).padStart(8)} ${String(r.appliedRate).padStart(10)}` +
+      `  ${f.p50.toFixed(3).padStart(8)} ${f.p95.toFixed(3).padStart(7)} ${f.p99.toFixed(3).padStart(7)}` +
+      `                   ${String(Math.max(...r.lagOverTime)).padStart(7)}`,
+  );
+  for (const p of r.processes) {
+    console.log(`      ${p.name.padEnd(20)} cpu ${String(p.cpuPercent).padStart(4)}%  max rss ${String(p.maxRssMb).padStart(5)} MB`);
+  }
+}
+const file = `bench/results/e2e-${new Date().toISOString().replace(/[:.]/g, "-")}.json`;
+await Bun.write(file, JSON.stringify({ drivers: DRIVERS, seconds: SECONDS, args, results }, null, 2));
+console.log(`\nwritten ${file}`);
+
+for (const p of processes) p.worker.proc.kill("SIGTERM");
+await Promise.all(processes.map((p) => p.worker.proc.exited));
+await sql.end();
+await admin.unsafe(`drop database ${dbName} with (force)`);
+await admin.end();
+process.exit(0);
