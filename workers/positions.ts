@@ -5,15 +5,15 @@
  * the procedure is idempotent, so a redelivered batch changes nothing). Rejects go to `driver-pos-dlq`.
  *
  * Back-pressure: while the database refuses a batch, the worker retries that batch with backoff and consumes
- * nothing else, so memory stays at one batch. On SIGTERM it finishes the current batch (or abandons it uncommitted
+ * nothing else, so memory stays at two batches (the one applying and the next one, decoded meanwhile). On SIGTERM it finishes the current batch (or abandons it uncommitted
  * if the database is down) and leaves the group.
  */
 import type { RejectReason } from "../lib/errors.ts";
 import { config } from "../lib/config.ts";
 import { connectDatabase, sqlState } from "../lib/db.ts";
 import { createBatchConsumer, createRecordProducer, sendToDlq, type ConsumedMessage, type RecordProducer } from "../lib/kafka.ts";
-import { applyPositionBatch, type ApplyResult } from "./apply-batch.ts";
-import { createFixCache, decodeBatch, type Reject } from "./decode-batch.ts";
+import { applyPositionBatch } from "./apply-batch.ts";
+import { createFixCache, decodeBatch, type DecodedBatch, type Reject } from "./decode-batch.ts";
 import { logger } from "./log.ts";
 import { createMetrics, serveMetrics } from "./metrics.ts";
 
@@ -63,31 +63,31 @@ async function main() {
       .catch(() => {});
   }, 2_000);
 
-  let window = { batches: 0, messages: 0, applied: 0, rejected: 0, applyMs: 0, started: Date.now() };
-  while (!stopping) {
-    const messages = await consumer.nextBatch(cfg.batchMaxMessages, cfg.batchMaxWaitMs);
-    if (messages.length === 0) continue;
-    const decoded = decodeBatch(messages, fixes.get, { nowMs: Date.now(), h3Resolution: cfg.h3Resolution });
-
-    let result: ApplyResult | undefined;
+  /** Applies one batch, retrying with backoff while the database refuses; undefined if asked to stop meanwhile. */
+  async function applyWithRetry(rows: DecodedBatch["rows"]) {
     let backoff = 100;
     const started = performance.now();
-    while (!result) {
+    for (;;) {
       try {
-        result = await applyPositionBatch(sql, decoded.rows);
+        const result = await applyPositionBatch(sql, rows);
+        return { result, applyMs: performance.now() - started, committedAt: Date.now() };
       } catch (error) {
         if (!isRetryable(error)) throw error;
         metrics.retries.inc({ cause: sqlState(error) ?? "connection" });
         log.warn("batch apply failed; retrying", { error: String(error), backoffMs: backoff });
-        if (stopping) break;
+        if (stopping) return undefined;
         await sleep(backoff);
         backoff = Math.min(backoff * 2, 5_000);
       }
     }
-    if (!result) break; // stopping while the database is down: leave the batch uncommitted for the next owner
-    const committedAt = Date.now();
-    const applyMs = performance.now() - started;
+  }
 
+  let window = { batches: 0, messages: 0, applied: 0, rejected: 0, applyMs: 0, started: Date.now() };
+
+  /** After the transaction committed: dead letters, then the Kafka offsets, then metrics. */
+  async function finishBatch(batch: InFlight, done: NonNullable<Awaited<ReturnType<typeof applyWithRetry>>>) {
+    const { messages, decoded } = batch;
+    const { result, applyMs, committedAt } = done;
     const sqlRejects: Reject[] = result.rejected_seq.map((seq, i) => ({
       message: decoded.rows[seq]!.message,
       reason: result.rejected_reason[i] as RejectReason,
@@ -99,7 +99,6 @@ async function main() {
     const rejectedSeqs = new Set(result.rejected_seq);
     for (const row of decoded.rows) {
       if (rejectedSeqs.has(row.seq)) continue;
-      fixes.remember(row.driverId, { lat: row.lat, lon: row.lon, tMs: row.recordedMs });
       metrics.freshnessFromDevice.observe(Math.max(0, committedAt - row.recordedMs) / 1000);
       metrics.freshnessFromBridge.observe(Math.max(0, committedAt - row.receivedMs) / 1000);
     }
@@ -129,6 +128,32 @@ async function main() {
       });
       window = { batches: 0, messages: 0, applied: 0, rejected: 0, applyMs: 0, started: Date.now() };
     }
+  }
+
+  // Two stages overlap: while PostgreSQL applies batch N, this process fetches and decodes batch N+1. Batches are
+  // still applied, dead-lettered and committed strictly one after the other, in offset order.
+  type InFlight = { messages: ConsumedMessage[]; decoded: DecodedBatch; applying: ReturnType<typeof applyWithRetry> };
+  let inFlight: InFlight | undefined;
+  while (!stopping) {
+    const messages = await consumer.nextBatch(cfg.batchMaxMessages, cfg.batchMaxWaitMs);
+    const decoded =
+      messages.length > 0
+        ? decodeBatch(messages, fixes.get, { nowMs: Date.now(), h3Resolution: cfg.h3Resolution })
+        : undefined;
+    // The plausibility check of the next batch compares against these (SQL may still reject a few; that is fine
+    // for a speed check).
+    for (const row of decoded?.rows ?? []) fixes.remember(row.driverId, { lat: row.lat, lon: row.lon, tMs: row.recordedMs });
+    if (inFlight) {
+      const done = await inFlight.applying;
+      if (!done) break; // stopping while the database is down: leave the batch uncommitted for the next owner
+      await finishBatch(inFlight, done);
+      inFlight = undefined;
+    }
+    if (decoded) inFlight = { messages, decoded, applying: applyWithRetry(decoded.rows) };
+  }
+  if (inFlight) {
+    const done = await inFlight.applying;
+    if (done) await finishBatch(inFlight, done);
   }
 
   clearInterval(maintenance);
