@@ -51,12 +51,17 @@ await sql`update driver_state ds set status = 'assigned', current_order_id = o.i
           from orders o where o.driver_id = ds.driver_id`;
 await sql`vacuum analyze`;
 
+// Each driver moves like a driver: a few tens of metres per report from where it was (so its H3 cell mostly stays
+// the same, as at 4 s intervals on a real street), not a jump across the city.
+const where = driverIds.map(() => ({ lat: 40.70 + Math.random() * 0.1, lon: -74.02 + Math.random() * 0.1 }));
 let clock = Date.now() - 3_000_000;
 function positions(n: number): StagedPosition[] {
   const out: StagedPosition[] = [];
   for (let i = 0; i < n; i++) {
-    const lat = 40.70 + Math.random() * 0.1;
-    const lon = -74.02 + Math.random() * 0.1;
+    const here = where[i % DRIVERS]!;
+    here.lat += (Math.random() - 0.5) * 0.0004;
+    here.lon += (Math.random() - 0.5) * 0.0004;
+    const { lat, lon } = here;
     clock += 1;
     out.push({
       seq: i, driverId: driverIds[i % DRIVERS]!, recordedMs: clock, lat, lon, h3: cellOf(lat, lon, 9),
@@ -104,6 +109,22 @@ for (const size of [1_000, 10_000, 50_000]) {
     }
   });
 }
+
+// The same, two workers' worth: each batch split by driver (as Kafka partitions split drivers between workers) and
+// the halves applied concurrently on two connections, so both cores run the procedure.
+const parallelSql = connectDatabase(url.toString(), { max: 2 });
+for (const size of [10_000, 50_000]) {
+  const all = positions(BATCH_TOTAL);
+  const half = (rows: StagedPosition[], h: number) =>
+    rows.filter((p) => p.driverId.charCodeAt(35) % 2 === h).map((p, seq) => ({ ...p, seq }));
+  await measure("d COPY + apply, 2 connections", size, BATCH_TOTAL, async () => {
+    for (let i = 0; i < all.length; i += size) {
+      const slice = all.slice(i, i + size);
+      await Promise.all([applyPositionBatch(parallelSql, half(slice, 0)), applyPositionBatch(parallelSql, half(slice, 1))]);
+    }
+  });
+}
+await parallelSql.end();
 
 const naiveRate = results[0]!.perSecond;
 console.log("\nmethod                               batch    positions   seconds   positions/s   × naive");
