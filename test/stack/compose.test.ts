@@ -16,5 +16,5 @@ test("docker-compose.yml validates and wires every part with health checks", asy
   for (const name of ["DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_TOPIC", "MQTT_URL", "API_PORT", "H3_RESOLUTION"]) {
     expect(file).toContain(`${name}:`);
   }
-  expect(file.match(/condition: service_healthy/g)?.length).toBeGreaterThanOrEqual(4);
+  expect(file.match(/condition: service_healthy/g)?.length).toBeGreaterThanOrEqual(3);
 });
