@@ -53,6 +53,12 @@ function topicName(env: Env, name: string, fallback: string): string {
   return value;
 }
 
+function identifier(env: Env, name: string, fallback: string): string {
+  const value = text(env, name, fallback);
+  if (!/^[\w.-]{1,100}$/.test(value)) fail(name, `"${value}" may hold only letters, digits, "_", "." and "-"`);
+  return value;
+}
+
 function mqttPrefix(env: Env, name: string): string {
   const value = text(env, name, "");
   if (value && !/^[\w.-]+(\/[\w.-]+)*\/$/.test(value)) fail(name, `"${value}" must be topic levels ending in "/"`);
@@ -68,9 +74,15 @@ export function parseConfig(env: Env = process.env) {
     kafkaBootstrapServers: hostPorts(env, "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
     kafkaTopic: topicName(env, "KAFKA_TOPIC", "driver-pos"),
     kafkaDlqTopic: topicName(env, "KAFKA_DLQ_TOPIC", "driver-pos-dlq"),
+    /** Consumer group of the position workers; tests and benchmarks use their own. */
+    kafkaGroupId: identifier(env, "KAFKA_GROUP_ID", "position-workers"),
     mqttUrl: url(env, "MQTT_URL", "mqtt://127.0.0.1:1883", ["mqtt:", "mqtts:", "ws:", "wss:", "tcp:"]),
     /** Prepended to every MQTT topic the bridge listens on (isolates a test run or a tenant); "" in production. */
     mqttTopicPrefix: mqttPrefix(env, "MQTT_TOPIC_PREFIX"),
+    /** Bridges sharing this name split the messages between them ($share/<group>/…). */
+    bridgeShareGroup: identifier(env, "BRIDGE_SHARE_GROUP", "bridge"),
+    /** The bridge's MQTT client id; its persistent session (queued QoS 1 messages) survives restarts under it. */
+    bridgeClientId: identifier(env, "BRIDGE_CLIENT_ID", "bridge-0"),
     apiPort: integer(env, "API_PORT", 8000, 0, 65535),
     driverApiUrl: url(env, "DRIVER_API_URL", "http://127.0.0.1:8000", ["http:", "https:"]),
     h3Resolution: integer(env, "H3_RESOLUTION", 9, 0, 15),

@@ -4,7 +4,6 @@
  * record on `driver-pos` keyed by driver id; malformed input goes to the DLQ with its original bytes. A message is
  * acknowledged to the broker only after Kafka confirmed it (or the DLQ did), so a crash never loses one.
  */
-import { hostname } from "node:os";
 import { config } from "../lib/config.ts";
 import { createRecordProducer, sendToDlq, type RecordProducer } from "../lib/kafka.ts";
 import { decodeMqttMessage, type PositionRecord } from "../lib/position.ts";
@@ -14,9 +13,8 @@ import { startSubscriber } from "./mqtt-subscriber.ts";
 
 const log = logger("bridge");
 
-const SHARE_GROUP = process.env.BRIDGE_SHARE_GROUP ?? "bridge";
-export const bridgeTopics = (prefix: string) =>
-  ["drivers/+/location", "drivers/+/l", "sensor/data"].map((t) => `$share/${SHARE_GROUP}/${prefix}${t}`);
+export const bridgeTopics = (group: string, prefix: string) =>
+  ["drivers/+/location", "drivers/+/l", "sensor/data"].map((t) => `$share/${group}/${prefix}${t}`);
 
 /** Turns one MQTT message into Kafka records; resolves once Kafka has all of them. */
 export function createForwarder(producer: RecordProducer, metrics: Metrics, topics = { main: config().kafkaTopic, dlq: config().kafkaDlqTopic }) {
@@ -71,11 +69,11 @@ async function main() {
   const producer = createRecordProducer(cfg.kafkaBootstrapServers, "bridge");
   await producer.connect();
   const forward = createForwarder(producer, metrics);
-  const clientId = process.env.BRIDGE_CLIENT_ID ?? `bridge-${hostname()}-${process.env.BRIDGE_INDEX ?? "0"}`;
+  const clientId = cfg.bridgeClientId;
   const subscriber = startSubscriber({
     url: cfg.mqttUrl,
     clientId,
-    topics: bridgeTopics(cfg.mqttTopicPrefix),
+    topics: bridgeTopics(cfg.bridgeShareGroup, cfg.mqttTopicPrefix),
     onMessage: forward,
     onStatus: (event) => log.info(`mqtt ${event}`, { clientId }),
   });

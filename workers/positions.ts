@@ -36,7 +36,7 @@ async function main() {
   await producer.connect();
   const consumer = await createBatchConsumer({
     bootstrapServers: cfg.kafkaBootstrapServers,
-    groupId: process.env.KAFKA_GROUP_ID ?? "position-workers",
+    groupId: cfg.kafkaGroupId,
     topics: [cfg.kafkaTopic],
     clientId: `position-worker-${process.pid}`,
     onRebalance: (event, partitions) =>
@@ -44,7 +44,7 @@ async function main() {
   });
   const fixes = createFixCache(300_000);
   const server = await serveMetrics(metrics.registry, cfg.metricsPort);
-  log.info("started", { group: "position-workers", topic: cfg.kafkaTopic, metricsPort: server.port });
+  log.info("started", { group: cfg.kafkaGroupId, topic: cfg.kafkaTopic, metricsPort: server.port });
 
   let stopping = false;
   process.on("SIGTERM", () => (stopping = true));
