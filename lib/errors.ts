@@ -18,6 +18,7 @@ export const REJECT_REASONS = [
   "batch_too_large", // one phone sent more positions in one message than allowed
   "out_of_order", // older than the driver's current position and never seen before (a late position)
   "duplicate", // already applied (a redelivery): counted, never sent to the DLQ
+  "rejected_by_database", // the database refused the value itself (isolated from its batch, so the rest applied)
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 

@@ -41,8 +41,11 @@ export function driverIdFromTopic(topic: string): string | undefined {
   return undefined;
 }
 
-const optionalNumber = (value: unknown): value is number | undefined | null =>
-  value === undefined || value === null || (typeof value === "number" && Number.isFinite(value));
+/** Absent, or a finite number within [min, max] (the database stores these as `real`: no 1e300, no 1e-50). */
+const optionalInRange = (value: unknown, min: number, max: number): boolean =>
+  value === undefined ||
+  value === null ||
+  (typeof value === "number" && Number.isFinite(value) && value >= min && value <= max && (value === 0 || Math.abs(value) >= 1e-6));
 
 /** Range and type checks of one position; undefined when it is fine. */
 export function checkDevicePosition(raw: unknown): RejectReason | undefined {
@@ -52,9 +55,16 @@ export function checkDevicePosition(raw: unknown): RejectReason | undefined {
   if (!Number.isFinite(p.lat) || !Number.isFinite(p.lon)) return "invalid_coordinates";
   if (p.lat < -90 || p.lat > 90 || p.lon < -180 || p.lon > 180) return "invalid_coordinates";
   if (typeof p.tst !== "number" || !Number.isFinite(p.tst) || p.tst <= 0) return "invalid_timestamp";
-  if (!optionalNumber(p.acc) || !optionalNumber(p.vel) || !optionalNumber(p.cog) || !optionalNumber(p.batt)) {
+  if (
+    !optionalInRange(p.acc, 0, 100_000) ||
+    !optionalInRange(p.vel, 0, 1_000) ||
+    !optionalInRange(p.cog, -360, 360) ||
+    !optionalInRange(p.batt, 0, 100)
+  ) {
     return "invalid_shape";
   }
+  // Seconds since 1970, not milliseconds: a year-33000 timestamp is a unit mistake, not a position.
+  if (p.tst > 1e11) return "invalid_timestamp";
   return undefined;
 }
 

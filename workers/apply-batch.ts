@@ -17,6 +17,26 @@ export interface ApplyResult {
   rejected_reason: string[];
 }
 
+export const emptyResult = (): ApplyResult => ({
+  staged: 0, applied: 0, duplicate: 0, out_of_order: 0, unknown_driver: 0, transitions: 0, orders_notified: 0,
+  rejected_seq: [], rejected_reason: [],
+});
+
+/** The counts of two halves of one batch, as if applied at once. */
+export function mergeResults(a: ApplyResult, b: ApplyResult): ApplyResult {
+  return {
+    staged: a.staged + b.staged,
+    applied: a.applied + b.applied,
+    duplicate: a.duplicate + b.duplicate,
+    out_of_order: a.out_of_order + b.out_of_order,
+    unknown_driver: a.unknown_driver + b.unknown_driver,
+    transitions: a.transitions + b.transitions,
+    orders_notified: a.orders_notified + b.orders_notified,
+    rejected_seq: [...a.rejected_seq, ...b.rejected_seq],
+    rejected_reason: [...a.rejected_reason, ...b.rejected_reason],
+  };
+}
+
 const COPY_COLUMNS =
   "seq, driver_id, recorded_at, lat, lon, h3, speed_kmh, heading_deg, accuracy_m, battery_pct, received_at";
 

@@ -60,7 +60,12 @@ export function decodeBatch(
       rejects.push({ message, reason: "malformed_json", detail: "Kafka value is not JSON" });
       return;
     }
-    if (record?.v !== 1 || !Array.isArray(record.positions) || typeof record.received_ms !== "number") {
+    if (
+      record?.v !== 1 ||
+      !Array.isArray(record.positions) ||
+      !Number.isFinite(record.received_ms) ||
+      Math.abs(record.received_ms - options.nowMs) > 366 * 86_400_000
+    ) {
       rejects.push({ message, reason: "invalid_shape", detail: "not a v1 position record" });
       return;
     }

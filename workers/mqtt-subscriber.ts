@@ -33,6 +33,9 @@ interface Slot {
 
 export function startSubscriber(options: SubscriberOptions): Subscriber {
   const url = new URL(options.url);
+  if (url.protocol !== "mqtt:" && url.protocol !== "tcp:") {
+    throw new Error(`the bridge speaks MQTT over plain TCP only; ${url.protocol} in ${options.url} is not supported`);
+  }
   const maxInFlight = options.maxInFlight ?? 20_000;
   const keepalive = options.keepaliveSeconds ?? 30;
   let socket: Socket | undefined;
@@ -98,6 +101,8 @@ export function startSubscriber(options: SubscriberOptions): Subscriber {
         scheduleFlush();
       },
       () => {
+        // A failure from an earlier connection means nothing for this one (the broker redelivered that message).
+        if (slot.session !== session) return;
         // Not acknowledged: the broker redelivers it after a reconnect. Drop the connection so that happens now.
         socket?.destroy(new Error("message could not be made safe; reconnecting for redelivery"));
       },
@@ -122,9 +127,15 @@ export function startSubscriber(options: SubscriberOptions): Subscriber {
         // A persistent session: while we are away the broker keeps our share of QoS 1 messages.
         clean: false,
         keepalive,
+        ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
+        ...(url.password ? { password: Buffer.from(decodeURIComponent(url.password)) } : {}),
       });
     });
-    s.on("data", (chunk: Buffer) => parser.parse(chunk));
+    let lastHeard = Date.now();
+    s.on("data", (chunk: Buffer) => {
+      lastHeard = Date.now();
+      parser.parse(chunk);
+    });
     parser.on("packet", (packet: Packet) => {
       switch (packet.cmd) {
         case "connack":
@@ -138,7 +149,11 @@ export function startSubscriber(options: SubscriberOptions): Subscriber {
             messageId: 1,
             subscriptions: options.topics.map((topic) => ({ topic, qos: 1 as const })),
           });
-          ping = setInterval(() => send({ cmd: "pingreq" }), (keepalive * 1000) / 2);
+          ping = setInterval(() => {
+            // A half-open connection never errors by itself: no answer to our pings within 1.5 keepalives ends it.
+            if (Date.now() - lastHeard > keepalive * 1500) s.destroy(new Error("broker silent; reconnecting"));
+            else send({ cmd: "pingreq" });
+          }, (keepalive * 1000) / 2);
           options.onStatus?.("connected");
           break;
         case "publish":

@@ -12,20 +12,28 @@ import type { RejectReason } from "../lib/errors.ts";
 import { config } from "../lib/config.ts";
 import { connectDatabase, sqlState } from "../lib/db.ts";
 import { createBatchConsumer, createRecordProducer, sendToDlq, type ConsumedMessage, type RecordProducer } from "../lib/kafka.ts";
-import { applyPositionBatch } from "./apply-batch.ts";
+import { applyPositionBatch, emptyResult, mergeResults, type ApplyResult } from "./apply-batch.ts";
 import { createFixCache, decodeBatch, type DecodedBatch, type Reject } from "./decode-batch.ts";
 import { logger } from "./log.ts";
 import { createMetrics, serveMetrics } from "./metrics.ts";
 
 const log = logger("positions");
-const RETRYABLE_SQLSTATES = new Set(["40001", "40P01", "55P03", "57P01", "57P03", "53300", "08000", "08003", "08006"]);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function isRetryable(error: unknown): boolean {
+/**
+ * Worth retrying the same batch: the database is away, restarting, overloaded, or we lost a lock race. Anything
+ * else (a value the database refuses, a bug) would fail the same way again, and is isolated instead (see below).
+ */
+function isTransient(error: unknown): boolean {
   const state = sqlState(error);
-  if (state) return RETRYABLE_SQLSTATES.has(state) || state.startsWith("08");
-  // Connection-level failures from postgres.js carry errno-style codes (ECONNREFUSED, CONNECTION_CLOSED…).
-  return true;
+  if (state === undefined) return false;
+  return (
+    state.startsWith("08") || // connection exceptions
+    ["40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300", "53200"].includes(state) ||
+    // postgres.js and the socket name connection failures by errno-like codes
+    ["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "CONNECTION_CLOSED", "CONNECTION_ENDED",
+      "CONNECTION_DESTROYED", "CONNECT_TIMEOUT"].includes(state)
+  );
 }
 
 async function main() {
@@ -50,8 +58,10 @@ async function main() {
   process.on("SIGTERM", () => (stopping = true));
   process.on("SIGINT", () => (stopping = true));
 
+  // OFFLINE_AFTER lives in tracking_settings from here on, so the sweep and assignment (called by the API) agree.
+  await sql`update tracking_settings set offline_after_s = ${cfg.offlineAfterSeconds} where id = 1`;
   const maintenance = setInterval(() => {
-    sql`select sweep_offline_drivers(make_interval(secs => ${cfg.offlineAfterSeconds}))`.catch(() => {});
+    sql`select sweep_offline_drivers()`.catch(() => {});
   }, 5_000);
   const housekeeping = setInterval(() => {
     sql`select ensure_trail_partitions(now(), now() + interval '1 day'), drop_old_trail_partitions()`.catch(() => {});
@@ -63,23 +73,61 @@ async function main() {
       .catch(() => {});
   }, 2_000);
 
-  /** Applies one batch, retrying with backoff while the database refuses; undefined if asked to stop meanwhile. */
-  async function applyWithRetry(rows: DecodedBatch["rows"]) {
+  /** Applies rows, retrying with backoff while the database is away; throws what a retry cannot fix. */
+  async function applyTransientRetry(rows: DecodedBatch["rows"]): Promise<ApplyResult | undefined> {
     let backoff = 100;
-    const started = performance.now();
     for (;;) {
       try {
-        const result = await applyPositionBatch(sql, rows);
-        return { result, applyMs: performance.now() - started, committedAt: Date.now() };
+        return await applyPositionBatch(sql, rows);
       } catch (error) {
-        if (!isRetryable(error)) throw error;
-        metrics.retries.inc({ cause: sqlState(error) ?? "connection" });
+        if (!isTransient(error)) throw error;
+        metrics.retries.inc({ cause: sqlState(error) ?? "unknown" });
         log.warn("batch apply failed; retrying", { error: String(error), backoffMs: backoff });
         if (stopping) return undefined;
         await sleep(backoff);
         backoff = Math.min(backoff * 2, 5_000);
       }
     }
+  }
+
+  /**
+   * A batch the database refuses for its content (SQLSTATE class 22/23, say) must not stop the pipeline: halves
+   * are applied separately until each refused position stands alone, and those go to the DLQ as
+   * `rejected_by_database`. log2(batch) extra round trips, and only when it happens.
+   */
+  async function applyIsolating(rows: DecodedBatch["rows"], refused: number[]): Promise<ApplyResult | undefined> {
+    try {
+      return await applyTransientRetry(rows);
+    } catch (error) {
+      // Only content errors are isolated; a missing function or table is the deployment's fault: stop, commit nothing.
+      const state = sqlState(error);
+      const contentError = state === undefined || state.startsWith("22") || state.startsWith("23");
+      if (!contentError || rows.length === 0) throw error;
+      if (rows.length === 1) {
+        log.warn("position refused by the database", { error: String(error), driver: rows[0]!.driverId });
+        refused.push(rows[0]!.seq);
+        return emptyResult();
+      }
+      const middle = Math.ceil(rows.length / 2);
+      const first = await applyIsolating(rows.slice(0, middle), refused);
+      if (!first) return undefined;
+      const second = await applyIsolating(rows.slice(middle), refused);
+      if (!second) return undefined;
+      return mergeResults(first, second);
+    }
+  }
+
+  /** Applies one batch; undefined if asked to stop while the database was away. */
+  async function applyWithRetry(rows: DecodedBatch["rows"]) {
+    const started = performance.now();
+    const refused: number[] = [];
+    const result = await applyIsolating(rows, refused);
+    if (!result) return undefined;
+    for (const seq of refused) {
+      result.rejected_seq.push(seq);
+      result.rejected_reason.push("rejected_by_database");
+    }
+    return { result, applyMs: performance.now() - started, committedAt: Date.now() };
   }
 
   let window = { batches: 0, messages: 0, applied: 0, rejected: 0, applyMs: 0, started: Date.now() };
@@ -94,7 +142,13 @@ async function main() {
       detail: `driver ${decoded.rows[seq]!.driverId} at ${new Date(decoded.rows[seq]!.recordedMs).toISOString()}`,
     }));
     await sendRejects(producer, cfg.kafkaDlqTopic, messages, [...decoded.rejects, ...sqlRejects]);
-    consumer.commitBatch(messages);
+    try {
+      consumer.commitBatch(messages);
+    } catch (error) {
+      // Typically a rebalance took these partitions away meanwhile: their next owner re-reads the batch, and
+      // applying it again changes nothing. Not a reason to stop.
+      log.warn("offset commit failed; the batch will be redelivered", { error: String(error) });
+    }
 
     const rejectedSeqs = new Set(result.rejected_seq);
     for (const row of decoded.rows) {

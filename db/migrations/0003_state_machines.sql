@@ -155,6 +155,8 @@ END $$;
 --> statement-breakpoint
 
 -- Moves drivers with no position for OFFLINE_AFTER (or the settings' default) to offline; returns how many.
+-- Liveness is judged on when a position reached us (received_at, server time), never on the phone's own clock:
+-- a phone whose clock runs a minute slow must not flap offline and online with every batch.
 CREATE FUNCTION sweep_offline_drivers(p_after interval DEFAULT NULL) RETURNS int
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -165,7 +167,7 @@ BEGIN
     SELECT ds.driver_id, ds.status AS from_status, t.to_status
     FROM driver_state ds
     JOIN driver_transitions t ON t.from_status = ds.status AND t.event = 'timeout'
-    WHERE coalesce(ds.position_at, ds.status_since) < now() - v_after
+    WHERE coalesce(ds.received_at, ds.status_since) < now() - v_after
     FOR UPDATE OF ds SKIP LOCKED
   ), moved AS (
     UPDATE driver_state ds SET status = s.to_status, status_since = now(), updated_at = now()

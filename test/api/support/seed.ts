@@ -52,7 +52,8 @@ export async function seedDriver(sql: Sql, seed: DriverSeed = {}): Promise<strin
     await sql`
       insert into driver_state (driver_id, status, position, lat, lon, h3, position_at, received_at)
       values (${id}, ${seed.state ?? "available"}, ${geography(sql, at)}, ${at.lat}, ${at.lon}, ${h3.toString()},
-              now() - make_interval(secs => ${seed.positionAgeSeconds ?? 0}), now())`;
+              now() - make_interval(secs => ${seed.positionAgeSeconds ?? 0}),
+              now() - make_interval(secs => ${seed.positionAgeSeconds ?? 0}))`;
   } else {
     await sql`insert into driver_state (driver_id, status) values (${id}, ${seed.state ?? "offline"})`;
   }
