@@ -41,9 +41,19 @@ export interface DecodedBatch {
   rejects: Reject[];
 }
 
+/** What the decoder needs of the fix cache: the last accepted fix, and a count of speed rejections in a row. */
+export interface FixMemory {
+  get(driverId: string): LastFix | undefined;
+  /** Counts one more impossible jump for the driver; returns how many in a row. */
+  strike(driverId: string): number;
+}
+
+/** After this many "impossible" jumps in a row, the old anchor is the outlier: accept and re-anchor. */
+export const STRIKES_TO_REANCHOR = 3;
+
 export function decodeBatch(
   messages: ConsumedMessage[],
-  lastFix: (driverId: string) => LastFix | undefined,
+  fixes: FixMemory,
   options: { nowMs: number; h3Resolution: number },
 ): DecodedBatch {
   const rows: StagedPosition[] = [];
@@ -77,8 +87,11 @@ export function decodeBatch(
     const ordered = [...record.positions].sort((a, b) => (a?.tst ?? 0) - (b?.tst ?? 0));
     for (const p of ordered) {
       const shape = checkDevicePosition(p);
-      const previous = batchFix.get(driverId) ?? lastFix(driverId);
-      const reason = shape ?? checkInContext(p, previous, limits);
+      const previous = batchFix.get(driverId) ?? fixes.get(driverId);
+      let reason = shape ?? checkInContext(p, previous, limits);
+      // One bad fix accepted as the anchor would otherwise lock a driver out for as long as the bogus distance
+      // takes at the speed limit.
+      if (reason === "impossible_speed" && fixes.strike(driverId) >= STRIKES_TO_REANCHOR) reason = undefined;
       if (reason) {
         rejects.push({ message, reason, detail: `tst ${p?.tst}` });
         continue;
@@ -106,14 +119,20 @@ export function decodeBatch(
 
 /** The last accepted fix per driver, bounded: the least recently updated drivers are forgotten first. */
 export function createFixCache(maxDrivers: number) {
-  const fixes = new Map<string, LastFix>();
+  const fixes = new Map<string, LastFix & { strikes: number }>();
   return {
-    get: (driverId: string) => fixes.get(driverId),
+    get: (driverId: string): LastFix | undefined => fixes.get(driverId),
+    strike(driverId: string): number {
+      const known = fixes.get(driverId);
+      if (!known) return 0;
+      known.strikes++;
+      return known.strikes;
+    },
     remember(driverId: string, fix: LastFix) {
       const known = fixes.get(driverId);
       if (known && known.tMs >= fix.tMs) return;
       fixes.delete(driverId);
-      fixes.set(driverId, fix);
+      fixes.set(driverId, { ...fix, strikes: 0 });
       if (fixes.size > maxDrivers) fixes.delete(fixes.keys().next().value!);
     },
     size: () => fixes.size,

@@ -192,7 +192,7 @@ async function main() {
     const messages = await consumer.nextBatch(cfg.batchMaxMessages, cfg.batchMaxWaitMs);
     const decoded =
       messages.length > 0
-        ? decodeBatch(messages, fixes.get, { nowMs: Date.now(), h3Resolution: cfg.h3Resolution })
+        ? decodeBatch(messages, fixes, { nowMs: Date.now(), h3Resolution: cfg.h3Resolution })
         : undefined;
     // The plausibility check of the next batch compares against these (SQL may still reject a few; that is fine
     // for a speed check).
