@@ -5,6 +5,7 @@
 import { config } from "../../lib/config.ts";
 import type { Sql } from "../../lib/db.ts";
 import { cellOf } from "../../lib/h3.ts";
+import { applyPositionBatch, type ApplyResult } from "../../workers/apply-batch.ts";
 
 export interface StagedPosition {
   driverId: string;
@@ -20,17 +21,7 @@ export interface StagedPosition {
 }
 
 /** The row apply_position_batch() returns (see 0004_apply_position_batch.sql). */
-export interface AppliedBatch {
-  staged: number;
-  applied: number;
-  duplicate: number;
-  out_of_order: number;
-  unknown_driver: number;
-  transitions: number;
-  orders_notified: number;
-  rejected_seq: number[];
-  rejected_reason: string[];
-}
+export type AppliedBatch = ApplyResult;
 
 let lastMs = 0;
 function monotonicNow(): Date {
@@ -39,25 +30,22 @@ function monotonicNow(): Date {
 }
 
 export async function applyPositions(sql: Sql, positions: StagedPosition[]): Promise<AppliedBatch> {
-  const rows = positions.map((p, seq) => ({
-    seq,
-    driver_id: p.driverId,
-    recorded_at: p.recordedAt ?? monotonicNow(),
-    lat: p.lat,
-    lon: p.lon,
-    h3: cellOf(p.lat, p.lon, config().h3Resolution).toString(),
-    speed_kmh: p.speedKmh ?? null,
-    heading_deg: p.headingDeg ?? null,
-    accuracy_m: p.accuracyM ?? null,
-    battery_pct: p.batteryPct ?? null,
-    received_at: p.receivedAt ?? new Date(),
-  }));
-  const [result] = await sql.begin(async (tx) => {
-    await tx`select open_position_staging()`;
-    // Unqualified, the name resolves to the session's temporary table first (pg_temp leads the search path).
-    if (rows.length > 0) await tx`insert into position_staging ${tx(rows)}`;
-    return tx<AppliedBatch[]>`select * from apply_position_batch()`;
-  });
-  if (!result) throw new Error("apply_position_batch() returned no row");
-  return result;
+  // The worker's own COPY path (workers/apply-batch.ts), so what the API tests see is what production does.
+  return applyPositionBatch(
+    sql,
+    positions.map((p, seq) => ({
+      seq,
+      driverId: p.driverId,
+      recordedMs: (p.recordedAt ?? monotonicNow()).getTime(),
+      lat: p.lat,
+      lon: p.lon,
+      h3: cellOf(p.lat, p.lon, config().h3Resolution),
+      speedKmh: p.speedKmh ?? undefined,
+      headingDeg: p.headingDeg ?? undefined,
+      accuracyM: p.accuracyM ?? undefined,
+      batteryPct: p.batteryPct ?? undefined,
+      receivedMs: (p.receivedAt ?? new Date()).getTime(),
+      message: seq,
+    })),
+  );
 }
