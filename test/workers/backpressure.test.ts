@@ -1,0 +1,88 @@
+// The database goes away under a running worker: it must neither crash nor commit what it could not apply, and
+// must apply everything once the database is back.
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import mqtt, { type MqttClient } from "mqtt";
+import { config } from "../../lib/config.ts";
+import type { Sql } from "../../lib/db.ts";
+import { freshDatabase, type TestDatabase } from "../support/db.ts";
+import { createTopic } from "../support/kafka-cli.ts";
+import { eventually, startNodeWorker, type WorkerProcess } from "../support/node-workers.ts";
+import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.ts";
+
+const run = `bp${process.pid}${Date.now() % 1e6}`;
+const PREFIX = `test/${run}/`;
+let db: TestDatabase;
+let proxy: TcpProxy;
+let publisher: MqttClient;
+let bridge: WorkerProcess;
+let worker: WorkerProcess;
+let drivers: string[] = [];
+
+const trailCount = async (sql: Sql) => (await sql<{ n: number }[]>`select count(*)::int n from position_trail`)[0]!.n;
+
+beforeAll(async () => {
+  db = await freshDatabase("backpressure");
+  const target = new URL(db.url);
+  proxy = await startTcpProxy(target.hostname, Number(target.port || 5432));
+  const viaProxy = Object.assign(new URL(db.url), { port: String(proxy.port) }).toString();
+  await createTopic(`test-pos-${run}`, 2);
+  await createTopic(`test-dlq-${run}`, 1);
+  drivers = (
+    await db.sql<{ id: string }[]>`insert into drivers (name) select 'd' || g from generate_series(1, 50) g returning id`
+  ).map((r) => r.id);
+  await db.sql`insert into driver_state (driver_id) select id from drivers`;
+  const env = {
+    DATABASE_URL: viaProxy,
+    KAFKA_TOPIC: `test-pos-${run}`,
+    KAFKA_DLQ_TOPIC: `test-dlq-${run}`,
+    KAFKA_GROUP_ID: `test-${run}`,
+    MQTT_TOPIC_PREFIX: PREFIX,
+    BRIDGE_SHARE_GROUP: run,
+    BRIDGE_CLIENT_ID: run,
+    METRICS_PORT: "0",
+    OFFLINE_AFTER: "86400",
+  };
+  bridge = await startNodeWorker("bridge", env);
+  await bridge.waitFor("mqtt connected");
+  worker = await startNodeWorker("positions", env);
+  await worker.waitFor("partitions assign");
+  publisher = await mqtt.connectAsync(config().mqttUrl, { clientId: `pub-${run}` });
+});
+
+afterAll(async () => {
+  await publisher?.endAsync();
+  for (const p of [bridge, worker]) p?.proc.kill("SIGTERM");
+  await Promise.all([bridge?.proc.exited, worker?.proc.exited]);
+  await proxy?.close();
+  await db?.drop();
+});
+
+test("while PostgreSQL is unreachable the worker retries, keeps running, and applies everything once it is back", async () => {
+  const t0 = Math.floor(Date.now() / 1000) - 200;
+  const publishRound = (round: number) =>
+    Promise.all(
+      drivers.map((id, d) =>
+        publisher.publishAsync(
+          `${PREFIX}drivers/${id}/location`,
+          JSON.stringify({ lat: 40.7 + d * 0.001, lon: -74, tst: t0 + round * 4 }),
+          { qos: 1 },
+        ),
+      ),
+    );
+  await publishRound(0);
+  await eventually(async () => (await trailCount(db.sql)) === 50, 30_000, "the first round applied");
+
+  proxy.cut();
+  await publishRound(1);
+  await publishRound(2);
+  await worker.waitFor("batch apply failed; retrying", 30_000);
+  expect(worker.proc.exitCode).toBeNull();
+  expect(await trailCount(db.sql)).toBe(50);
+
+  proxy.restore();
+  await eventually(async () => (await trailCount(db.sql)) === 150, 60_000, "the rounds published while it was down");
+  expect(worker.proc.exitCode).toBeNull();
+  const [late] = await db.sql<{ n: number }[]>`
+    select count(*)::int n from driver_state where position_at = to_timestamp(${t0 + 8})`;
+  expect(late!.n).toBe(50);
+});
