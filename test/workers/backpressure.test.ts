@@ -5,12 +5,12 @@ import mqtt, { type MqttClient } from "mqtt";
 import { config } from "../../lib/config.ts";
 import type { Sql } from "../../lib/db.ts";
 import { freshDatabase, type TestDatabase } from "../support/db.ts";
-import { createTopic } from "../support/kafka-cli.ts";
 import { eventually, startNodeWorker, type WorkerProcess } from "../support/node-workers.ts";
+import { isolatedPipeline, seedDrivers } from "../support/pipeline.ts";
 import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.ts";
 
 const run = `bp${process.pid}${Date.now() % 1e6}`;
-const PREFIX = `test/${run}/`;
+let PREFIX: string;
 let db: TestDatabase;
 let proxy: TcpProxy;
 let publisher: MqttClient;
@@ -25,23 +25,10 @@ beforeAll(async () => {
   const target = new URL(db.url);
   proxy = await startTcpProxy(target.hostname, Number(target.port || 5432));
   const viaProxy = Object.assign(new URL(db.url), { port: String(proxy.port) }).toString();
-  await createTopic(`test-pos-${run}`, 2);
-  await createTopic(`test-dlq-${run}`, 1);
-  drivers = (
-    await db.sql<{ id: string }[]>`insert into drivers (name) select 'd' || g from generate_series(1, 50) g returning id`
-  ).map((r) => r.id);
-  await db.sql`insert into driver_state (driver_id) select id from drivers`;
-  const env = {
-    DATABASE_URL: viaProxy,
-    KAFKA_TOPIC: `test-pos-${run}`,
-    KAFKA_DLQ_TOPIC: `test-dlq-${run}`,
-    KAFKA_GROUP_ID: `test-${run}`,
-    MQTT_TOPIC_PREFIX: PREFIX,
-    BRIDGE_SHARE_GROUP: run,
-    BRIDGE_CLIENT_ID: run,
-    METRICS_PORT: "0",
-    OFFLINE_AFTER: "86400",
-  };
+  const pipeline = await isolatedPipeline(run, viaProxy, 2);
+  PREFIX = pipeline.prefix;
+  drivers = await seedDrivers(db.sql, 50);
+  const env = pipeline.env;
   bridge = await startNodeWorker("bridge", env);
   await bridge.waitFor("mqtt connected");
   worker = await startNodeWorker("positions", env);

@@ -3,19 +3,19 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import mqtt, { type MqttClient } from "mqtt";
 import { config } from "../../lib/config.ts";
 import { freshDatabase, type TestDatabase } from "../support/db.ts";
-import { createTopic, readTopic } from "../support/kafka-cli.ts";
+import { readTopic } from "../support/kafka-cli.ts";
 import { eventually, startNodeWorker, type WorkerProcess } from "../support/node-workers.ts";
+import { isolatedPipeline, seedDrivers } from "../support/pipeline.ts";
 
-const run = `${process.pid}${Date.now() % 1e6}`;
-const topic = `test-pos-${run}`;
-const dlq = `test-dlq-${run}`;
+const run = `pl${process.pid}${Date.now() % 1e6}`;
+let dlq: string;
+let PREFIX: string;
 let db: TestDatabase;
 let publisher: MqttClient;
 let bridge: WorkerProcess;
 let worker: WorkerProcess;
 let env: Record<string, string>;
 let drivers: string[] = [];
-const PREFIX = `test/${run}/`;
 const T0 = Math.floor(Date.now() / 1000) - 3_000;
 
 const position = (d: number, i: number) => ({
@@ -30,27 +30,10 @@ const trailCount = async () => (await db.sql<{ n: number }[]>`select count(*)::i
 
 beforeAll(async () => {
   db = await freshDatabase("pipeline");
-  await createTopic(topic, 4);
-  await createTopic(dlq, 1);
-  drivers = (
-    await db.sql<{ id: string }[]>`insert into drivers (name) select 'driver ' || g from generate_series(1, 1000) g
-                                   returning id`
-  ).map((r) => r.id);
-  await db.sql`insert into driver_state (driver_id) select id from drivers`;
-  env = {
-    DATABASE_URL: db.url,
-    KAFKA_TOPIC: topic,
-    KAFKA_DLQ_TOPIC: dlq,
-    KAFKA_GROUP_ID: `test-workers-${run}`,
-    BRIDGE_SHARE_GROUP: `test-bridge-${run}`,
-    // A topic root of our own: other tests and a running demo publish to drivers/… at the same time.
-    MQTT_TOPIC_PREFIX: `test/${run}/`,
-    BRIDGE_CLIENT_ID: `test-bridge-${run}`,
-    METRICS_PORT: "0",
-    BATCH_MAX_WAIT_MS: "50",
-    // The fixtures' positions are minutes old; the offline sweep must not take the drivers off mid-test.
-    OFFLINE_AFTER: "86400",
-  };
+  const pipeline = await isolatedPipeline(run, db.url, 4);
+  ({ dlq, prefix: PREFIX } = pipeline);
+  drivers = await seedDrivers(db.sql, 1_000);
+  env = { ...pipeline.env, BATCH_MAX_WAIT_MS: "50" };
   bridge = await startNodeWorker("bridge", env);
   await bridge.waitFor("mqtt connected");
   worker = await startNodeWorker("positions", env);

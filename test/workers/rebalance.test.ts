@@ -3,11 +3,11 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import mqtt, { type MqttClient } from "mqtt";
 import { config } from "../../lib/config.ts";
 import { freshDatabase, type TestDatabase } from "../support/db.ts";
-import { createTopic } from "../support/kafka-cli.ts";
 import { eventually, startNodeWorker, type WorkerProcess } from "../support/node-workers.ts";
+import { isolatedPipeline, seedDrivers } from "../support/pipeline.ts";
 
 const run = `rb${process.pid}${Date.now() % 1e6}`;
-const PREFIX = `test/${run}/`;
+let PREFIX: string;
 let db: TestDatabase;
 let publisher: MqttClient;
 const processes: WorkerProcess[] = [];
@@ -18,17 +18,10 @@ const trailCount = async () => (await db.sql<{ n: number }[]>`select count(*)::i
 
 beforeAll(async () => {
   db = await freshDatabase("rebalance");
-  await createTopic(`test-pos-${run}`, 8);
-  await createTopic(`test-dlq-${run}`, 1);
-  drivers = (
-    await db.sql<{ id: string }[]>`insert into drivers (name) select 'd' || g from generate_series(1, 400) g returning id`
-  ).map((r) => r.id);
-  await db.sql`insert into driver_state (driver_id) select id from drivers`;
-  env = {
-    DATABASE_URL: db.url, KAFKA_TOPIC: `test-pos-${run}`, KAFKA_DLQ_TOPIC: `test-dlq-${run}`,
-    KAFKA_GROUP_ID: `test-${run}`, MQTT_TOPIC_PREFIX: PREFIX, BRIDGE_SHARE_GROUP: run, BRIDGE_CLIENT_ID: run,
-    METRICS_PORT: "0", OFFLINE_AFTER: "86400", BATCH_MAX_MESSAGES: "500",
-  };
+  const pipeline = await isolatedPipeline(run, db.url, 8);
+  PREFIX = pipeline.prefix;
+  drivers = await seedDrivers(db.sql, 400);
+  env = { ...pipeline.env, BATCH_MAX_MESSAGES: "500" };
   const bridge = await startNodeWorker("bridge", env);
   processes.push(bridge);
   await bridge.waitFor("mqtt connected");
