@@ -111,6 +111,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
   const noiseM = options.gpsNoiseM ?? 3;
   const rng = createRng(options.seed ?? Math.floor(Math.random() * 2 ** 31), "fleet");
   const startedMs = Date.now();
+  const startedPerf = performance.now();
 
   if (options.drivers.length === 0) throw new Error("a fleet needs at least one driver");
   const drivers: SimDriver[] = options.drivers.map((d, i) => ({
@@ -136,7 +137,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
   });
 
   const targetRate = drivers.length * options.rateHz;
-  const bucket = createTokenBucket(targetRate, Math.max(targetRate, 1), performance.now());
+  const bucket = createTokenBucket(targetRate, Math.max(targetRate, 1), startedPerf);
   const counts = { offered: 0, dropped: 0, buffered: 0 };
   let cursor = 0;
   let held = 0;
@@ -155,9 +156,9 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     d.flushAt = batch;
   }
 
-  function sample(d: SimDriver, tickMs: number): void {
+  function sample(d: SimDriver, atMs: number): void {
     // Two reports of one driver never share a timestamp (the pipeline would drop the second as a duplicate).
-    const nowMs = Math.max(tickMs, d.lastMs + 1);
+    const nowMs = Math.max(atMs, d.lastMs + 1);
     const dt = (nowMs - d.lastMs) / 1000;
     d.lastMs = nowMs;
     if (d.motion.route.length === 0 && !d.held && nowMs >= d.restUntilMs) {
@@ -214,9 +215,9 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
 
   const tick = () => {
     const due = bucket.take(performance.now());
-    const nowMs = Date.now();
     for (let i = 0; i < due; i++) {
-      sample(drivers[cursor]!, nowMs);
+      // Stamped when the schedule called for it, so each phone's fixes are 1/rateHz apart whatever the tick jitter.
+      sample(drivers[cursor]!, startedMs + (bucket.dueMs(i) - startedPerf));
       cursor = cursor + 1 === drivers.length ? 0 : cursor + 1;
     }
     if (options.onTick) options.onTick(stats());

@@ -21,3 +21,16 @@ test("a clock that goes backwards gives nothing rather than negative tokens", ()
   expect(bucket.take(500)).toBe(0);
   expect(bucket.take(1_100)).toBe(10);
 });
+
+test("each token's due time is on the rate's regular schedule, however irregular the ticks", () => {
+  const bucket = createTokenBucket(40, 100, 1_000); // one token every 25 ms
+  const due: number[] = [];
+  for (const t of [1_030, 1_070, 1_180, 1_181, 1_260]) {
+    const n = bucket.take(t);
+    for (let i = 0; i < n; i++) {
+      expect(bucket.dueMs(i)).toBeLessThanOrEqual(t);
+      due.push(bucket.dueMs(i));
+    }
+  }
+  expect(due).toEqual(Array.from({ length: 10 }, (_, k) => 1_025 + 25 * k));
+});
