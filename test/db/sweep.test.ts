@@ -1,0 +1,73 @@
+// The offline sweep on real PostgreSQL: who goes offline, what is logged, and which orders hear of it.
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { freshDatabase, type TestDatabase } from "../support/db.ts";
+
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await freshDatabase("sweep");
+});
+afterAll(() => db?.drop());
+
+// Each driver: its state, how long ago its last position reached us (null: never), and whether it carries an
+// order (in that order status) — then what the sweep with OFFLINE_AFTER = 60 s must leave.
+const CASES = [
+  { name: "silent available", status: "available", receivedAgo: 120, order: null, after: "offline", notified: false },
+  { name: "recent available", status: "available", receivedAgo: 10, order: null, after: "available", notified: false },
+  { name: "silent on an order", status: "assigned", receivedAgo: 300, order: "assigned", after: "offline", notified: true },
+  { name: "silent delivering", status: "delivering", receivedAgo: 90, order: "picked_up", after: "offline", notified: true },
+  { name: "recent delivering", status: "delivering", receivedAgo: 5, order: "picked_up", after: "delivering", notified: false },
+  { name: "already offline", status: "offline", receivedAgo: 999, order: null, after: "offline", notified: false },
+] as const;
+
+test("drivers silent for longer than OFFLINE_AFTER go offline, are logged, and their live orders are told", async () => {
+  const [customer] = await db.sql<{ id: string }[]>`
+    insert into customers (name, location) values ('c', 'SRID=4326;POINT(-73.99 40.73)') returning id`;
+  const [restaurant] = await db.sql<{ id: string }[]>`
+    insert into restaurants (name, location, h3) values ('r', 'SRID=4326;POINT(-73.98 40.75)', 1) returning id`;
+  const ids: Record<string, { driver: string; order: string | null }> = {};
+  for (const c of CASES) {
+    const [driver] = await db.sql<{ id: string }[]>`insert into drivers (name) values (${c.name}) returning id`;
+    let order: string | null = null;
+    if (c.order) {
+      const [created] = await db.sql<{ id: string }[]>`
+        insert into orders (customer_id, restaurant_id, delivery_location, status, driver_id)
+        values (${customer!.id}, ${restaurant!.id}, 'SRID=4326;POINT(-73.99 40.73)', ${c.order}, ${driver!.id})
+        returning id`;
+      order = created!.id;
+    }
+    await db.sql`
+      insert into driver_state (driver_id, status, current_order_id, received_at, position_at, status_since)
+      values (${driver!.id}, ${c.status}, ${order}, now() - make_interval(secs => ${c.receivedAgo}),
+              now() - make_interval(secs => ${c.receivedAgo}), now() - interval '1 hour')`;
+    ids[c.name] = { driver: driver!.id, order };
+  }
+
+  const notices: { order_id: string | null; status: string; driver_id: string; driver_state: string }[] = [];
+  const listener = await db.sql.listen("order_tracking", (payload) => notices.push(JSON.parse(payload)));
+  const [{ swept }] = (await db.sql`select sweep_offline_drivers(interval '60 seconds') as swept`) as unknown as [
+    { swept: number },
+  ];
+  expect(swept).toBe(3);
+
+  for (const c of CASES) {
+    const [row] = await db.sql<{ status: string }[]>`
+      select status::text from driver_state where driver_id = ${ids[c.name]!.driver}`;
+    expect({ name: c.name, status: row!.status }).toEqual({ name: c.name, status: c.after });
+    const logged = await db.sql`
+      select 1 from state_history where entity_id = ${ids[c.name]!.driver} and event = 'timeout'`;
+    expect({ name: c.name, logged: logged.length }).toEqual({
+      name: c.name,
+      logged: c.after === "offline" && c.status !== "offline" ? 1 : 0,
+    });
+  }
+  const expected = CASES.filter((c) => c.notified).map((c) => ({
+    order_id: ids[c.name]!.order, status: c.order, driver_id: ids[c.name]!.driver, driver_state: "offline",
+  }));
+  // Notices are delivered after the commit, asynchronously, on the listening connection.
+  const deadline = Date.now() + 5_000;
+  while (notices.length < expected.length && Date.now() < deadline) await Bun.sleep(10);
+  expect(notices.sort((a, b) => String(a.order_id).localeCompare(String(b.order_id)))).toEqual(
+    expected.sort((a, b) => String(a.order_id).localeCompare(String(b.order_id))),
+  );
+  await listener.unlisten();
+});
