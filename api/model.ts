@@ -6,7 +6,14 @@ export const ErrorModel = t.Object(
   { description: "Every error: a code from a closed list and a human message" },
 );
 
-export const Uuid = t.String({ format: "uuid" });
+/**
+ * A pattern, not `format: "uuid"`: @elysiajs/openapi re-registers TypeBox's uuid format with a checker that builds
+ * a validation schema on every call, which cost a quarter of the API's CPU under load.
+ */
+export const Uuid = t.String({
+  pattern: "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+  description: "UUID",
+});
 /** Elysia's t.Integer also accepts numeric strings; a JSON body's integers are numbers. */
 export const Int = (options: { minimum?: number; maximum?: number; description?: string } = {}) =>
   t.Number({ multipleOf: 1, ...options });
