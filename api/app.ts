@@ -12,6 +12,7 @@ import { healthModule } from "./modules/health/index.ts";
 import { createHttpMetrics } from "./modules/health/metrics.ts";
 import { readinessService } from "./modules/health/service.ts";
 import { ordersModule } from "./modules/orders/index.ts";
+import type { TrackCacheOptions } from "./modules/tracking/cache.ts";
 import type { OrderFeed } from "./modules/tracking/feed.ts";
 import { trackingModule } from "./modules/tracking/index.ts";
 
@@ -25,6 +26,8 @@ export interface ApiDeps {
   feed: OrderFeed;
   /** Live stream heartbeat period (default 15 s). */
   heartbeatMs?: number;
+  /** GET /track's cache (config TRACK_CACHE_*); tests that write and read back at once leave it off. */
+  trackCache?: TrackCacheOptions;
   kafkaSendTimeoutMs?: number;
   probeTimeoutMs?: number;
 }

@@ -16,7 +16,13 @@ const sql = connectDatabase(cfg.databaseUrl, { max: 20, application: "api" });
 const kafka = startKafkaSidecar({ clientId: "tracking-api" });
 const feed = createOrderFeed(sql);
 
-const app = createApp({ sql, kafka, positionsTopic: cfg.kafkaTopic, feed }).listen({
+const app = createApp({
+  sql,
+  kafka,
+  positionsTopic: cfg.kafkaTopic,
+  feed,
+  trackCache: { ttlMs: cfg.trackCacheTtlMs, maxEntries: cfg.trackCacheMaxEntries },
+}).listen({
   port: cfg.apiPort,
   // The largest legitimate body is a 500-position batch, well under this.
   maxRequestBodySize: 1024 * 1024,

@@ -90,6 +90,9 @@ export function parseConfig(env: Env = process.env) {
     batchMaxMessages: integer(env, "BATCH_MAX_MESSAGES", 20_000, 1, 1_000_000),
     batchMaxWaitMs: integer(env, "BATCH_MAX_WAIT_MS", 100, 1, 60_000),
     metricsPort: integer(env, "METRICS_PORT", 0, 0, 65535),
+    /** Longest GET /track serves a cached answer without a notice from the database; 0 reads it every time. */
+    trackCacheTtlMs: integer(env, "TRACK_CACHE_TTL_MS", 1_000, 0, 60_000),
+    trackCacheMaxEntries: integer(env, "TRACK_CACHE_MAX_ENTRIES", 100_000, 1, 10_000_000),
   });
 }
 

@@ -31,9 +31,17 @@ export type FeedEvent =
 
 export type FeedListener = (event: FeedEvent) => void;
 
+/** Sees every order that changed (`null`: any order may have, after a reconnect or at shutdown). */
+export type FeedObserver = (orderId: string | null) => void;
+
 export interface OrderFeed {
   /** Resolves once LISTEN is active, so nothing committed after it is missed; returns the unsubscribe function. */
   subscribe(orderId: string, listener: FeedListener): Promise<() => void>;
+  /**
+   * Follows every order's changes (the track cache): resolves once LISTEN is active, with the function that stops
+   * following. Called for each notice, with null when notices may have been missed.
+   */
+  observe(observer: FeedObserver): Promise<() => void>;
   /** Live subscriptions (for the metrics and tests). */
   readonly subscribers: number;
   /** Tells every subscriber to finish; later subscriptions are refused. */
@@ -61,6 +69,7 @@ function toEvent(notice: OrderNotice): FeedEvent {
 
 export function createOrderFeed(sql: Sql): OrderFeed {
   const byOrder = new Map<string, Set<FeedListener>>();
+  const observers = new Set<FeedObserver>();
   let listening: Promise<unknown> | undefined;
   let listenCount = 0;
   let closed = false;
@@ -73,14 +82,20 @@ export function createOrderFeed(sql: Sql): OrderFeed {
   };
 
   const onNotify = (payload: string) => {
-    if (byOrder.size === 0) return;
+    if (byOrder.size === 0 && observers.size === 0) return;
     const notice = parseNotice(payload);
-    if (notice && byOrder.has(notice.order_id)) dispatch(notice.order_id, toEvent(notice));
+    if (!notice) return;
+    const orderId = notice.order_id.toLowerCase();
+    for (const observer of observers) observer(orderId);
+    if (byOrder.has(orderId)) dispatch(orderId, toEvent(notice));
   };
   // postgres.js re-issues LISTEN after a reconnect and calls this again; notices sent meanwhile are lost.
   const onListen = () => {
     listenCount += 1;
-    if (listenCount > 1) broadcast({ kind: "resync" });
+    if (listenCount > 1) {
+      for (const observer of observers) observer(null);
+      broadcast({ kind: "resync" });
+    }
   };
 
   const ensureListening = () => {
@@ -111,6 +126,17 @@ export function createOrderFeed(sql: Sql): OrderFeed {
       }
       return unsubscribe;
     },
+    async observe(observer) {
+      if (closed) throw new Error("the order feed is closed");
+      observers.add(observer);
+      try {
+        await ensureListening();
+      } catch (error) {
+        observers.delete(observer);
+        throw error;
+      }
+      return () => void observers.delete(observer);
+    },
     get subscribers() {
       let count = 0;
       for (const set of byOrder.values()) count += set.size;
@@ -118,6 +144,8 @@ export function createOrderFeed(sql: Sql): OrderFeed {
     },
     close() {
       closed = true;
+      for (const observer of observers) observer(null);
+      observers.clear();
       broadcast({ kind: "closing" });
       byOrder.clear();
     },

@@ -2,6 +2,7 @@ import { Elysia } from "elysia";
 import type { Sql } from "../../../lib/db.ts";
 import { AppError } from "../../../lib/errors.ts";
 import { errorResponses } from "../../model.ts";
+import { createTrackCache, type TrackCacheOptions } from "./cache.ts";
 import type { OrderFeed } from "./feed.ts";
 import { DEFAULT_HEARTBEAT_MS, openLiveStream } from "./live.ts";
 import { Track, TrackParams } from "./model.ts";
@@ -11,17 +12,20 @@ export interface TrackingDeps {
   sql: Sql;
   feed: OrderFeed;
   heartbeatMs?: number;
+  /** GET /track answers kept between notices; without it every request reads the database. */
+  trackCache?: TrackCacheOptions;
 }
 
 export function trackingModule(deps: TrackingDeps) {
   const tracking = trackingService(deps.sql);
   const live = { feed: deps.feed, tracking, heartbeatMs: deps.heartbeatMs ?? DEFAULT_HEARTBEAT_MS };
+  const cache = createTrackCache(tracking.track, deps.feed, deps.trackCache ?? { ttlMs: 0, maxEntries: 0 });
 
   return new Elysia({ prefix: "/track" })
     .get(
       "/:order_id",
       async ({ params }) => {
-        const track = await tracking.track(params.order_id);
+        const track = await cache.get(params.order_id);
         if (!track) throw new AppError("NOT_FOUND", `order ${params.order_id} does not exist`);
         return track;
       },

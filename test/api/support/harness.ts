@@ -3,6 +3,7 @@
  * Tests that do not send positions get a Kafka link that is down: every call fails as a disconnected one would.
  */
 import { createApp } from "../../../api/app.ts";
+import type { TrackCacheOptions } from "../../../api/modules/tracking/cache.ts";
 import { createOrderFeed } from "../../../api/modules/tracking/feed.ts";
 import type { KafkaLink } from "../../../api/kafka/link.ts";
 import { freshDatabase, type TestDatabase } from "../../support/db.ts";
@@ -20,6 +21,8 @@ export interface HarnessOptions {
   heartbeatMs?: number;
   kafkaSendTimeoutMs?: number;
   probeTimeoutMs?: number;
+  /** GET /track's cache, as production configures it; off by default so a test reads back what it just wrote. */
+  trackCache?: TrackCacheOptions;
 }
 
 export function kafkaDown(): KafkaLink {
@@ -38,6 +41,7 @@ export async function startHarness(label: string, options: HarnessOptions = {}) 
     heartbeatMs: options.heartbeatMs,
     kafkaSendTimeoutMs: options.kafkaSendTimeoutMs,
     probeTimeoutMs: options.probeTimeoutMs,
+    trackCache: options.trackCache,
   });
 
   /** The raw Response (for streams and non-JSON bodies). */
