@@ -5,6 +5,8 @@
  *
  *   bun run bench:api [--duration 10] [--threads 2] [--connections 64] [--rate 10000] [--seed 300] [--port N]
  *                     [--with-ingest-cmd "<command>"]   (runs the command in the background during the load)
+ *                     [--ingest-ready "<text>"] [--ingest-warmup 20]   (the load starts that many seconds after
+ *                                                                     the command has printed the text)
  *
  * Two runs: `max`, every connection sending as fast as answers come (the most the API serves, latency then being
  * mostly queueing), and `paced`, the connections together offering `--rate` requests/s (each waits its share of a
@@ -26,6 +28,8 @@ const { values: args } = parseArgs({
     seed: { type: "string", default: "300" },
     port: { type: "string" },
     "with-ingest-cmd": { type: "string" },
+    "ingest-ready": { type: "string" },
+    "ingest-warmup": { type: "string", default: "20" },
   },
 });
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -151,6 +155,24 @@ function parseWrk(out: string): WrkResult {
   };
 }
 
+/** Passes the ingest command's stderr through, resolving once it has printed `text` (at once without one). */
+async function ingestReady(ingest: Bun.Subprocess<"ignore", "ignore", "pipe">, text: string | undefined) {
+  let seen = "";
+  let ready: () => void = () => {};
+  const isReady = new Promise<void>((resolve) => (ready = resolve));
+  if (!text) ready();
+  void (async () => {
+    for await (const chunk of ingest.stderr) {
+      process.stderr.write(chunk);
+      seen = (seen + new TextDecoder().decode(chunk)).slice(-4096);
+      if (text && seen.includes(text)) ready();
+    }
+  })();
+  const exited = ingest.exited.then((code) => code);
+  const first = await Promise.race([isReady.then(() => "ready" as const), exited]);
+  if (first !== "ready") throw new Error(`the ingest command exited (${first}) before it was ready`);
+}
+
 async function waitForHealth(base: string, api: Bun.Subprocess): Promise<void> {
   const deadline = Date.now() + 30_000;
   while ((await fetch(`${base}/health`).catch(() => undefined))?.status !== 200) {
@@ -164,39 +186,52 @@ async function main() {
   const duration = Number(args.duration);
   const threads = Number(args.threads);
   const connections = Number(args.connections);
-  const sql = connectDatabase(config().databaseUrl, { max: 4, application: "bench-api" });
+  // With an ingest command, `{db}` in it names the database it ingests into, and the API reads that one: its
+  // drivers move under the load, so the notices really do empty the track cache while it is measured.
+  const ingestDb = `bench_api_${Date.now() % 1e8}`;
+  const ingestCmd = args["with-ingest-cmd"]?.replaceAll("{db}", ingestDb);
+  const databaseUrl = ingestCmd?.includes(ingestDb)
+    ? Object.assign(new URL(config().databaseUrl), { pathname: `/${ingestDb}` }).toString()
+    : config().databaseUrl;
+  let ingest: Bun.Subprocess | undefined;
+  let api: Bun.Subprocess | undefined;
+  let sql: Sql | undefined;
   try {
+    if (ingestCmd) {
+      // Its own session, so the whole command tree stops with it.
+      ingest = Bun.spawn(["setsid", "bash", "-c", ingestCmd], { cwd: ROOT, stdout: "ignore", stderr: "pipe" });
+      console.log(`ingest running: ${ingestCmd}`);
+      await ingestReady(ingest, args["ingest-ready"]);
+    }
+    sql = connectDatabase(databaseUrl, { max: 4, application: "bench-api" });
     const [schema] = await sql<{ ok: boolean }[]>`select to_regclass('orders') is not null as ok`;
     if (!schema?.ok) throw new Error("the database has no schema: run `bash bin/stack up` first");
 
     let ids = await trackedOrderIds(sql, MAX_IDS_IN_SCRIPT);
-    if (ids.length < MIN_TRACKED_ORDERS) {
+    if (ids.length < MIN_TRACKED_ORDERS && !ingestCmd) {
       console.log(`only ${ids.length} orders with drivers: seeding ${args.seed}`);
       await seedTrackedOrders(sql, Number(args.seed));
       ids = await trackedOrderIds(sql, MAX_IDS_IN_SCRIPT);
     }
-    if (ids.length === 0) throw new Error("no orders with drivers to track, even after seeding");
+    if (ids.length === 0) throw new Error("no orders with drivers to track");
 
     const port = args.port ? Number(args.port) : await freePort();
     const base = `http://127.0.0.1:${port}`;
-    const api = Bun.spawn(["bun", "api/server.ts"], {
+    api = Bun.spawn(["bun", "api/server.ts"], {
       cwd: ROOT,
-      env: { ...process.env, API_PORT: String(port) },
+      env: { ...process.env, API_PORT: String(port), DATABASE_URL: databaseUrl },
       stdout: "ignore",
       stderr: "inherit",
     });
-    let ingest: Bun.Subprocess | undefined;
-    try {
+    {
       await waitForHealth(base, api);
       const sample = await fetch(`${base}/track/${ids[0]}`);
       const body = (await sample.json()) as { driver?: unknown };
       if (sample.status !== 200 || !body.driver) throw new Error(`GET /track/${ids[0]} answered ${sample.status}`);
-
-      const ingestCmd = args["with-ingest-cmd"];
-      if (ingestCmd) {
-        // Its own session, so the whole command tree stops with it.
-        ingest = Bun.spawn(["setsid", "bash", "-c", ingestCmd], { cwd: ROOT, stdout: "ignore", stderr: "inherit" });
-        console.log(`ingest running: ${ingestCmd}`);
+      if (ingest) {
+        console.log(`ingest ready; load starts in ${args["ingest-warmup"]} s`);
+        await Bun.sleep(Number(args["ingest-warmup"]) * 1000);
+        if (ingest.exitCode !== null) throw new Error(`the ingest command exited (${ingest.exitCode}) before the load`);
       }
 
       const rate = Number(args.rate);
@@ -260,20 +295,21 @@ async function main() {
         )}\n`,
       );
       console.log(`\nwrote ${file.slice(ROOT.length)}`);
-    } finally {
-      if (ingest && ingest.exitCode === null) {
-        try {
-          process.kill(-ingest.pid, "SIGTERM");
-        } catch {
-          ingest.kill();
-        }
-        await ingest.exited;
+    }
+  } finally {
+    if (ingest && ingest.exitCode === null) {
+      try {
+        process.kill(-ingest.pid, "SIGTERM");
+      } catch {
+        ingest.kill();
       }
+      await ingest.exited;
+    }
+    if (api) {
       api.kill("SIGTERM");
       await api.exited;
     }
-  } finally {
-    await sql.end({ timeout: 5 });
+    await sql?.end({ timeout: 5 });
   }
 }
 

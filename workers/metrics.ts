@@ -59,6 +59,12 @@ export function createMetrics(process: string) {
       buckets: freshnessBuckets,
       registers: [registry],
     }),
+    freshnessFromSend: new Histogram({
+      name: "position_freshness_from_send_seconds",
+      help: "Device timestamp of each message's newest position (the phone's send) to committed in the database",
+      buckets: freshnessBuckets,
+      registers: [registry],
+    }),
     freshnessFromBridge: new Histogram({
       name: "position_freshness_from_bridge_seconds",
       help: "Bridge receive time to committed in the database",

@@ -151,10 +151,16 @@ async function main() {
     }
 
     const rejectedSeqs = new Set(result.rejected_seq);
+    // The newest fix of each message is the phone's position when it sent: what the customer's map can show.
+    const newestPerMessage = new Map<number, number>();
     for (const row of decoded.rows) {
       if (rejectedSeqs.has(row.seq)) continue;
       metrics.freshnessFromDevice.observe(Math.max(0, committedAt - row.recordedMs) / 1000);
       metrics.freshnessFromBridge.observe(Math.max(0, committedAt - row.receivedMs) / 1000);
+      newestPerMessage.set(row.message, Math.max(newestPerMessage.get(row.message) ?? 0, row.recordedMs));
+    }
+    for (const newest of newestPerMessage.values()) {
+      metrics.freshnessFromSend.observe(Math.max(0, committedAt - newest) / 1000);
     }
     metrics.batchSize.observe(messages.length);
     metrics.applySeconds.observe(applyMs / 1000);
