@@ -149,7 +149,9 @@ export async function createBatchConsumer(options: BatchConsumerOptions): Promis
       "enable.auto.offset.store": false,
       "fetch.min.bytes": 1,
       "fetch.wait.max.ms": 20,
-      "queued.max.messages.kbytes": 65_536,
+      // Prefetch bound: 16 MB is seconds of positions at 25K/s, several full batches; librdkafka's 64 MB default
+      // only made the worker's memory grow while it caught up.
+      "queued.max.messages.kbytes": 16_384,
       "partition.assignment.strategy": "cooperative-sticky",
       // A crashed worker's partitions move to the survivors after 10 s, not the default 45 s.
       "session.timeout.ms": 10_000,

@@ -10,7 +10,7 @@ export function createMetrics(process: string) {
   const registry = new Registry();
   registry.setDefaultLabels({ process });
   collectDefaultMetrics({ register: registry });
-  const freshnessBuckets = [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30];
+  const freshnessBuckets = [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 12.5, 15, 20, 30];
   return {
     registry,
     positionsIn: new Counter({ name: "positions_in_total", help: "Positions received", registers: [registry] }),
