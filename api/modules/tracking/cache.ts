@@ -20,11 +20,9 @@ export interface TrackCacheOptions {
 
 export interface TrackCache {
   get(orderId: string): Promise<Track | undefined>;
-  /** Entries held (for the metrics and tests). */
+  /** Entries held, and answers served from them (for the tests). */
   readonly size: number;
   readonly hits: number;
-  readonly misses: number;
-  close(): void;
 }
 
 interface Entry {
@@ -54,7 +52,6 @@ export function createTrackCache(
   const entries = new Map<string, Entry>();
   const loading = new Map<string, Load>();
   let hits = 0;
-  let misses = 0;
 
   const forget = (orderId: string | null) => {
     if (orderId === null) {
@@ -71,24 +68,15 @@ export function createTrackCache(
     }
   };
   // Nothing is kept until LISTEN is active (a notice sent before it would be missed); a failed LISTEN is retried
-  // by the next request, which meanwhile reads the database.
-  let observing: Promise<() => void> | undefined;
-  let stopObserving: (() => void) | undefined;
-  let closed = false;
+  // by the next request, which meanwhile reads the database. The feed drops its observers when it closes.
+  let observing: Promise<unknown> | undefined;
+  let active = false;
   const listening = (): boolean => {
-    if (stopObserving) return true;
-    if (!observing && !closed) {
-      observing = feed.observe(forget);
-      observing.then(
-        (stop) => {
-          if (closed) stop();
-          else stopObserving = stop;
-        },
-        () => {
-          observing = undefined;
-        },
-      );
-    }
+    if (active) return true;
+    observing ??= feed.observe(forget).then(
+      () => (active = true),
+      () => (observing = undefined),
+    );
     return false;
   };
 
@@ -116,7 +104,6 @@ export function createTrackCache(
         hits += 1;
         return aged(entry, at);
       }
-      misses += 1;
       if (entry) entries.delete(orderId);
       let inFlight = loading.get(orderId);
       if (!inFlight) {
@@ -141,14 +128,6 @@ export function createTrackCache(
     },
     get hits() {
       return hits;
-    },
-    get misses() {
-      return misses;
-    },
-    close() {
-      closed = true;
-      stopObserving?.();
-      forget(null);
     },
   };
 }
