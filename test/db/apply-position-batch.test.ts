@@ -130,3 +130,65 @@ test("two concurrent assignments never take the same driver", async () => {
   for (const r of results) if (r.status === "rejected") expect(sqlState(r.reason)).toBe("T1409");
   expect(winners.length).toBeGreaterThanOrEqual(1);
 });
+
+test("a trail row already beyond its driver's position is kept once, not refused (the slow path)", async () => {
+  // Such a row can only come from an older apply_position_batch in a race, or by hand: the fast path's plain INSERT
+  // meets the unique key, and the batch is applied again with ON CONFLICT DO NOTHING.
+  const early = row(driverA, 15, 40.704, -74.0);
+  await db.sql`insert into position_trail (driver_id, recorded_at, lat, lon, h3)
+               values (${driverA}, ${new Date(early.recordedMs)}, ${early.lat}, ${early.lon}, ${early.h3})`;
+  const r = await applyPositionBatch(db.sql, batch([early, row(driverA, 12, 40.705, -74.0)]));
+  expect(r).toMatchObject({ staged: 2, applied: 1, duplicate: 0, out_of_order: 0, unknown_driver: 0 });
+  expect((await state(driverA)).position_at.getTime()).toBe(NOW - 12_000);
+  const [{ n }] = (await db.sql`
+    select count(*)::int n from position_trail
+    where driver_id = ${driverA} and recorded_at in (${new Date(NOW - 15_000)}, ${new Date(NOW - 12_000)})`) as unknown as [
+    { n: number },
+  ];
+  expect(n).toBe(2);
+});
+
+test("a driver moved by another transaction meanwhile: the batch is refused with 40001, then applies cleanly", async () => {
+  const trailOf = async () =>
+    (await db.sql<{ at: Date }[]>`
+      select recorded_at at from position_trail where driver_id = ${driverA} and recorded_at > ${new Date(NOW - 10_000)}
+      order by 1`).map((r) => NOW - r.at.getTime());
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let holding!: () => void;
+  const held = new Promise<void>((resolve) => (holding = resolve));
+  // First transaction: applies a position of A and holds its row lock, uncommitted.
+  const first = db.sql.begin(async (tx) => {
+    const p = row(driverA, 8, 40.706, -74.0);
+    await tx`select open_position_staging()`;
+    await tx`insert into position_staging (seq, driver_id, recorded_at, lat, lon, h3)
+             values (0, ${driverA}, ${new Date(p.recordedMs)}, ${p.lat}, ${p.lon}, ${p.h3})`;
+    const [r] = await tx<{ applied: number }[]>`select applied from apply_position_batch()`;
+    holding();
+    await released;
+    return r!.applied;
+  });
+  await held;
+  // Second: judged against A's position before the first commits, it waits on A's row...
+  const rows = batch([row(driverA, 6, 40.707, -74.0), row(driverA, 4, 40.708, -74.0)]);
+  const second = applyPositionBatch(db.sql, rows).then(
+    () => "applied",
+    (error: unknown) => sqlState(error),
+  );
+  for (;;) {
+    const [{ waiting }] = (await db.sql`
+      select count(*)::int waiting from pg_stat_activity
+      where datname = current_database() and wait_event_type = 'Lock'`) as unknown as [{ waiting: number }];
+    if (waiting > 0) break;
+    await Bun.sleep(10);
+  }
+  release();
+  expect(await first).toBe(1);
+  // ...and finds it moved once the first commits: refused whole, nothing of it written.
+  expect(await second).toBe("40001");
+  expect(await trailOf()).toEqual([8_000]);
+  // Applied again (as the worker does on 40001), it is judged against the committed position.
+  expect(await applyPositionBatch(db.sql, rows)).toMatchObject({ applied: 2, duplicate: 0, out_of_order: 0 });
+  expect(await trailOf()).toEqual([8_000, 6_000, 4_000]);
+  expect((await state(driverA)).position_at.getTime()).toBe(NOW - 4_000);
+});
