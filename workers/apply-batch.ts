@@ -3,6 +3,7 @@
  * set-based apply procedure. Nothing is decided here; SQL decides.
  */
 import type { Sql } from "../lib/db.ts";
+import { COPY_COLUMNS, toCopyBinary } from "./copy-binary.ts";
 import type { StagedPosition } from "./decode-batch.ts";
 
 export interface ApplyResult {
@@ -37,33 +38,20 @@ export function mergeResults(a: ApplyResult, b: ApplyResult): ApplyResult {
   };
 }
 
-const COPY_COLUMNS =
-  "seq, driver_id, recorded_at, lat, lon, h3, speed_kmh, heading_deg, accuracy_m, battery_pct, received_at";
-
-const opt = (v: number | undefined) => (v === undefined ? "\\N" : String(v));
-
-/** COPY text format, one line per position. Every field is a number, a UUID or an ISO time: nothing to escape. */
-export function toCopyText(rows: StagedPosition[]): string {
-  const lines = new Array<string>(rows.length);
-  for (let i = 0; i < rows.length; i++) {
-    const r = rows[i]!;
-    lines[i] =
-      `${r.seq}\t${r.driverId}\t${new Date(r.recordedMs).toISOString()}\t${r.lat}\t${r.lon}\t${r.h3}\t` +
-      `${opt(r.speedKmh)}\t${opt(r.headingDeg)}\t${opt(r.accuracyM)}\t${opt(r.batteryPct)}\t` +
-      `${new Date(r.receivedMs).toISOString()}\n`;
-  }
-  return lines.join("");
-}
-
 export async function applyPositionBatch(sql: Sql, rows: StagedPosition[]): Promise<ApplyResult> {
+  // Encoded before the transaction opens: no transaction is held while this process works, and a row it cannot
+  // encode fails the batch before anything was sent.
+  const data = rows.length > 0 ? toCopyBinary(rows) : undefined;
   return sql.begin(async (tx) => {
     await tx`select open_position_staging()`;
-    if (rows.length > 0) {
-      const writable = await tx.unsafe(`copy position_staging (${COPY_COLUMNS}) from stdin`).writable();
+    if (data) {
+      const writable = await tx
+        .unsafe(`copy position_staging (${COPY_COLUMNS}) from stdin with (format binary)`)
+        .writable();
       await new Promise<void>((resolve, reject) => {
         writable.on("error", reject);
         writable.on("finish", resolve);
-        writable.end(toCopyText(rows));
+        writable.end(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
       });
     }
     const [result] = await tx<ApplyResult[]>`select * from apply_position_batch()`;
