@@ -2,7 +2,10 @@
  * `bun run bench:db`: applies the same positions three ways on the same data, in a scratch database:
  *   (a) naive — one UPDATE + one INSERT per message, each awaited (the original design);
  *   (b) pipelined — the same statements, sent without waiting for each answer;
- *   (c) batch — COPY into staging + the set-based apply procedure (all logic on), at 1K/10K/50K per batch.
+ *   (c) batch — COPY into staging + the set-based apply procedure (all logic on), at 1K/10K/50K per batch, with one
+ *       fix per driver per batch (the worst case: every position moves a different driver) and with four (phones
+ *       batching 4 fixes per message);
+ *   (d) the same on two connections, each batch split by driver as Kafka partitions split drivers between workers.
  * Prints a table and writes JSON under bench/results/. Not a test: nothing here asserts a speed.
  */
 import { parseArgs } from "node:util";
@@ -55,16 +58,19 @@ await sql`vacuum analyze`;
 // the same, as at 4 s intervals on a real street), not a jump across the city.
 const where = driverIds.map(() => ({ lat: 40.70 + Math.random() * 0.1, lon: -74.02 + Math.random() * 0.1 }));
 let clock = Date.now() - 3_000_000;
-function positions(n: number): StagedPosition[] {
+/** `perDriver` consecutive fixes of each driver: 1 is the worst case (every position moves a different driver); 4 is
+ * what phones batching 4 fixes per message deliver, so a batch moves a quarter as many drivers. */
+function positions(n: number, perDriver = 1): StagedPosition[] {
   const out: StagedPosition[] = [];
   for (let i = 0; i < n; i++) {
-    const here = where[i % DRIVERS]!;
+    const d = Math.floor(i / perDriver) % DRIVERS;
+    const here = where[d]!;
     here.lat += (Math.random() - 0.5) * 0.0004;
     here.lon += (Math.random() - 0.5) * 0.0004;
     const { lat, lon } = here;
     clock += 1;
     out.push({
-      seq: i, driverId: driverIds[i % DRIVERS]!, recordedMs: clock, lat, lon, h3: cellOf(lat, lon, 9),
+      seq: i, driverId: driverIds[d]!, recordedMs: clock, lat, lon, h3: cellOf(lat, lon, 9),
       speedKmh: 25, headingDeg: 90, accuracyM: 5, batteryPct: 80, receivedMs: clock, message: i,
     });
   }
@@ -101,23 +107,25 @@ const pipelinedRows = positions(NAIVE_N);
 const pipelinedSql = connectDatabase(url.toString(), { max: 4 });
 await measure("b naive pipelined (4 connections)", 1, NAIVE_N, () => naive(pipelinedSql, pipelinedRows, true));
 await pipelinedSql.end();
-for (const size of [1_000, 10_000, 50_000]) {
-  const all = positions(BATCH_TOTAL);
-  await measure("c COPY + apply_position_batch", size, BATCH_TOTAL, async () => {
-    for (let i = 0; i < all.length; i += size) {
-      await applyPositionBatch(sql, all.slice(i, i + size).map((p, seq) => ({ ...p, seq })));
-    }
-  });
+for (const perDriver of [1, 4]) {
+  for (const size of [1_000, 10_000, 50_000]) {
+    const all = positions(BATCH_TOTAL, perDriver);
+    await measure(`c COPY + apply, ${perDriver} fix/driver`, size, BATCH_TOTAL, async () => {
+      for (let i = 0; i < all.length; i += size) {
+        await applyPositionBatch(sql, all.slice(i, i + size).map((p, seq) => ({ ...p, seq })));
+      }
+    });
+  }
 }
 
 // The same, two workers' worth: each batch split by driver (as Kafka partitions split drivers between workers) and
 // the halves applied concurrently on two connections, so both cores run the procedure.
 const parallelSql = connectDatabase(url.toString(), { max: 2 });
-for (const size of [10_000, 50_000]) {
-  const all = positions(BATCH_TOTAL);
+for (const [perDriver, size] of [[1, 10_000], [1, 50_000], [4, 50_000]] as const) {
+  const all = positions(BATCH_TOTAL, perDriver);
   const half = (rows: StagedPosition[], h: number) =>
     rows.filter((p) => p.driverId.charCodeAt(35) % 2 === h).map((p, seq) => ({ ...p, seq }));
-  await measure("d COPY + apply, 2 connections", size, BATCH_TOTAL, async () => {
+  await measure(`d COPY + apply, 2 conn, ${perDriver} fix/driver`, size, BATCH_TOTAL, async () => {
     for (let i = 0; i < all.length; i += size) {
       const slice = all.slice(i, i + size);
       await Promise.all([applyPositionBatch(parallelSql, half(slice, 0)), applyPositionBatch(parallelSql, half(slice, 1))]);
