@@ -116,25 +116,3 @@ export function decodeBatch(
   });
   return { rows, rejects };
 }
-
-/** The last accepted fix per driver, bounded: the least recently updated drivers are forgotten first. */
-export function createFixCache(maxDrivers: number) {
-  const fixes = new Map<string, LastFix & { strikes: number }>();
-  return {
-    get: (driverId: string): LastFix | undefined => fixes.get(driverId),
-    strike(driverId: string): number {
-      const known = fixes.get(driverId);
-      if (!known) return 0;
-      known.strikes++;
-      return known.strikes;
-    },
-    remember(driverId: string, fix: LastFix) {
-      const known = fixes.get(driverId);
-      if (known && known.tMs >= fix.tMs) return;
-      fixes.delete(driverId);
-      fixes.set(driverId, { ...fix, strikes: 0 });
-      if (fixes.size > maxDrivers) fixes.delete(fixes.keys().next().value!);
-    },
-    size: () => fixes.size,
-  };
-}

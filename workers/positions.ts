@@ -13,7 +13,8 @@ import { config } from "../lib/config.ts";
 import { connectDatabase, sqlState } from "../lib/db.ts";
 import { createBatchConsumer, createRecordProducer, sendToDlq, type ConsumedMessage, type RecordProducer } from "../lib/kafka.ts";
 import { applyPositionBatch, emptyResult, mergeResults, type ApplyResult } from "./apply-batch.ts";
-import { createFixCache, decodeBatch, type DecodedBatch, type Reject } from "./decode-batch.ts";
+import { decodeBatch, type DecodedBatch, type Reject } from "./decode-batch.ts";
+import { createFixCache } from "./fix-cache.ts";
 import { logger } from "./log.ts";
 import { createMetrics, serveMetrics } from "./metrics.ts";
 

@@ -2,7 +2,8 @@
 import { expect, test } from "bun:test";
 import { cellOf } from "../../lib/h3.ts";
 import type { ConsumedMessage } from "../../lib/kafka.ts";
-import { createFixCache, decodeBatch, STRIKES_TO_REANCHOR } from "../../workers/decode-batch.ts";
+import { decodeBatch, STRIKES_TO_REANCHOR } from "../../workers/decode-batch.ts";
+import { createFixCache } from "../../workers/fix-cache.ts";
 
 const ID = "6b1b6f0e-1111-4222-8333-944455556666";
 const NOW_MS = 1_764_000_000_000;
