@@ -149,9 +149,11 @@ export async function createBatchConsumer(options: BatchConsumerOptions): Promis
       "enable.auto.offset.store": false,
       "fetch.min.bytes": 1,
       "fetch.wait.max.ms": 20,
-      // Prefetch bound: 16 MB is seconds of positions at 25K/s, several full batches; librdkafka's 64 MB default
+      // Prefetch bound: 8 MB is seconds of positions at 25K/s, several full batches; librdkafka's 64 MB default
       // only made the worker's memory grow while it caught up.
-      "queued.max.messages.kbytes": 16_384,
+      "queued.max.messages.kbytes": 8_192,
+      // One fetch response at most 8 MB (librdkafka: 50 MB), so a worker catching up does not hold a backlog in C.
+      "fetch.max.bytes": 8 * 1024 * 1024,
       "partition.assignment.strategy": "cooperative-sticky",
       // A crashed worker's partitions move to the survivors after 10 s, not the default 45 s.
       "session.timeout.ms": 10_000,
