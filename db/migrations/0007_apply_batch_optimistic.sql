@@ -11,10 +11,15 @@
 --     such a race, or by hand), the unique key refuses it and the batch is applied again with ON CONFLICT DO
 --     NOTHING: slower, never wrong.
 --   * No ANALYZE of the staging table per batch (45 ms at 50,000 rows): the statement is planned per call
---     (EXECUTE), when the planner sees the staging table's real size.
+--     (EXECUTE), when the planner sees the staging table's real size. A batch at 25,000/s (~7,500 positions)
+--     reads and updates driver_state by primary key; one of 50,000 positions scans and hashes it, which also
+--     scales better over two connections (171K/s against 126K/s for = ANY(array) probes in bench:db).
 --   * One sort and one window (lag) find both the repeats and each driver's newest row, where 0004 used two
 --     partitioned windows; the driver's geography is built once.
--- Measured with 4 positions per driver per batch (phones batching): 590 → 430 ms per 50,000; one per driver: 870 → 800 ms.
+--   * A refused position is looked up in the trail by its key, never by hashing the whole trail (0004's EXISTS
+--     could be planned that way: 60 ms at 320,000 trail rows, and growing with the trail).
+-- Measured in the function alone, 50,000 positions: 4 per driver per batch (phones batching) 590 → 430 ms; one per
+-- driver 870 → 780 ms. The worker's binary COPY (workers/copy-binary.ts) took as much again off each batch.
 
 CREATE OR REPLACE FUNCTION apply_position_batch()
 RETURNS TABLE (staged int, applied int, duplicate int, out_of_order int, unknown_driver int, transitions int,
@@ -121,8 +126,9 @@ DECLARE
     SELECT j.seq,
            CASE WHEN j.repeat THEN 'duplicate'
                 WHEN NOT j.known THEN 'unknown_driver'
-                WHEN EXISTS (SELECT 1 FROM position_trail t
-                              WHERE t.driver_id = j.driver_id AND t.recorded_at = j.recorded_at) THEN 'duplicate'
+                -- A scalar subquery, not EXISTS: EXISTS may be planned as one hash of the whole trail.
+                WHEN (SELECT true FROM position_trail t
+                      WHERE t.driver_id = j.driver_id AND t.recorded_at = j.recorded_at LIMIT 1) THEN 'duplicate'
                 ELSE 'out_of_order' END AS reason
     FROM judged_positions j WHERE NOT j.fresh
   ), history AS (
