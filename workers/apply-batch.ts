@@ -38,6 +38,18 @@ export function mergeResults(a: ApplyResult, b: ApplyResult): ApplyResult {
   };
 }
 
+/**
+ * Splits a batch into up to `parts` batches by driver, every driver's rows in one of them (a driver's positions are
+ * judged together), to be applied in parallel transactions. Rows keep their `seq`, unique across the parts.
+ */
+export function splitByDriver(rows: StagedPosition[], parts: number): StagedPosition[][] {
+  if (parts <= 1 || rows.length === 0) return [rows];
+  const out: StagedPosition[][] = Array.from({ length: parts }, () => []);
+  // The last two hex digits of the UUID: uniform for random (v4) ids.
+  for (const r of rows) out[(Number.parseInt(r.driverId.slice(-2), 16) || 0) % parts]!.push(r);
+  return out.filter((part) => part.length > 0);
+}
+
 export async function applyPositionBatch(sql: Sql, rows: StagedPosition[]): Promise<ApplyResult> {
   // Encoded before the transaction opens: no transaction is held while this process works, and a row it cannot
   // encode fails the batch before anything was sent.

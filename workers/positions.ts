@@ -12,7 +12,7 @@ import type { RejectReason } from "../lib/errors.ts";
 import { config } from "../lib/config.ts";
 import { connectDatabase, sqlState } from "../lib/db.ts";
 import { createBatchConsumer, createRecordProducer, sendToDlq, type ConsumedMessage, type RecordProducer } from "../lib/kafka.ts";
-import { applyPositionBatch, emptyResult, mergeResults, type ApplyResult } from "./apply-batch.ts";
+import { applyPositionBatch, emptyResult, mergeResults, splitByDriver, type ApplyResult } from "./apply-batch.ts";
 import { decodeBatch, type DecodedBatch, type Reject } from "./decode-batch.ts";
 import { createFixCache } from "./fix-cache.ts";
 import { logger } from "./log.ts";
@@ -40,7 +40,8 @@ function isTransient(error: unknown): boolean {
 async function main() {
   const cfg = config();
   const metrics = createMetrics("positions");
-  const sql = connectDatabase(cfg.databaseUrl, { max: 2, application: "position-worker" });
+  // One connection per parallel apply, and one for the sweep and housekeeping.
+  const sql = connectDatabase(cfg.databaseUrl, { max: cfg.applyConnections + 1, application: "position-worker" });
   const producer = createRecordProducer(cfg.kafkaBootstrapServers, "position-worker-dlq");
   await producer.connect();
   const consumer = await createBatchConsumer({
@@ -122,8 +123,9 @@ async function main() {
   async function applyWithRetry(rows: DecodedBatch["rows"]) {
     const started = performance.now();
     const refused: number[] = [];
-    const result = await applyIsolating(rows, refused);
-    if (!result) return undefined;
+    const parts = await Promise.all(splitByDriver(rows, cfg.applyConnections).map((part) => applyIsolating(part, refused)));
+    if (parts.some((part) => part === undefined)) return undefined;
+    const result = (parts as ApplyResult[]).reduce(mergeResults);
     for (const seq of refused) {
       result.rejected_seq.push(seq);
       result.rejected_reason.push("rejected_by_database");

@@ -33,7 +33,8 @@ beforeAll(async () => {
   const pipeline = await isolatedPipeline(run, db.url, 4);
   ({ dlq, prefix: PREFIX } = pipeline);
   drivers = await seedDrivers(db.sql, 1_000);
-  env = { ...pipeline.env, BATCH_MAX_WAIT_MS: "50" };
+  // Two parallel apply transactions per batch: the checks below hold for a batch split by driver, too.
+  env = { ...pipeline.env, BATCH_MAX_WAIT_MS: "50", APPLY_CONNECTIONS: "2" };
   bridge = await startNodeWorker("bridge", env);
   await bridge.waitFor("mqtt connected");
   worker = await startNodeWorker("positions", env);
