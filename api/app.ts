@@ -13,6 +13,7 @@ import { createHttpMetrics } from "./modules/health/metrics.ts";
 import { readinessService } from "./modules/health/service.ts";
 import { ordersModule } from "./modules/orders/index.ts";
 import type { TrackCacheOptions } from "./modules/tracking/cache.ts";
+import { createTrackCacheFor } from "./modules/tracking/index.ts";
 import type { OrderFeed } from "./modules/tracking/feed.ts";
 import { trackingModule } from "./modules/tracking/index.ts";
 
@@ -33,7 +34,8 @@ export interface ApiDeps {
 }
 
 export function createApp(deps: ApiDeps) {
-  const metrics = createHttpMetrics({ liveSubscribers: () => deps.feed.subscribers });
+  const cache = createTrackCacheFor(deps);
+  const metrics = createHttpMetrics({ liveSubscribers: () => deps.feed.subscribers, trackCache: cache });
   const readiness = readinessService(deps);
 
   return new Elysia()
@@ -52,7 +54,7 @@ export function createApp(deps: ApiDeps) {
       }),
     )
     .use(healthModule({ readiness, registry: metrics.registry }))
-    .use(trackingModule(deps))
+    .use(trackingModule({ ...deps, cache }))
     .use(driversModule(deps))
     .use(ordersModule(deps));
 }

@@ -1,12 +1,16 @@
 /**
  * Prometheus metrics of one app: requests by route pattern (not by URL, which would make one series per order id)
- * and status, their latency, live streams, and the process's default metrics. A registry per app, so tests can
- * build several apps in one process.
+ * and status, their latency, live streams, GET /track's cache, and the process's default metrics. A registry per
+ * app, so tests can build several apps in one process.
  */
 import { Elysia } from "elysia";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { TrackCache } from "../tracking/cache.ts";
 
-export function createHttpMetrics(options: { liveSubscribers: () => number }) {
+export function createHttpMetrics(options: {
+  liveSubscribers: () => number;
+  trackCache?: Pick<TrackCache, "hits" | "reads" | "size">;
+}) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const labelNames = ["method", "route", "status"] as const;
@@ -31,6 +35,37 @@ export function createHttpMetrics(options: { liveSubscribers: () => number }) {
       this.set(options.liveSubscribers());
     },
   });
+
+  const cache = options.trackCache;
+  if (cache) {
+    // The cache keeps its own counts; each scrape copies them (a hit ratio is hits / (hits + reads)).
+    new Counter({
+      name: "track_cache_hits_total",
+      help: "GET /track answers served from memory",
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(cache.hits);
+      },
+    });
+    new Counter({
+      name: "track_cache_reads_total",
+      help: "GET /track answers read from the database",
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(cache.reads);
+      },
+    });
+    new Gauge({
+      name: "track_cache_entries",
+      help: "GET /track answers held in memory",
+      registers: [registry],
+      collect() {
+        this.set(cache.size);
+      },
+    });
+  }
 
   const started = new WeakMap<Request, number>();
   const plugin = new Elysia()

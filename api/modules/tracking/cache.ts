@@ -20,9 +20,10 @@ export interface TrackCacheOptions {
 
 export interface TrackCache {
   get(orderId: string): Promise<Track | undefined>;
-  /** Entries held, and answers served from them (for the tests). */
+  /** Entries held, answers served from them, and answers read from the database (for /metrics and the tests). */
   readonly size: number;
   readonly hits: number;
+  readonly reads: number;
 }
 
 interface Entry {
@@ -52,6 +53,11 @@ export function createTrackCache(
   const entries = new Map<string, Entry>();
   const loading = new Map<string, Load>();
   let hits = 0;
+  let reads = 0;
+  const read = (orderId: string) => {
+    reads += 1;
+    return load(orderId);
+  };
 
   const forget = (orderId: string | null) => {
     if (orderId === null) {
@@ -96,7 +102,7 @@ export function createTrackCache(
 
   return {
     async get(rawId) {
-      if (options.ttlMs <= 0 || !listening()) return load(rawId);
+      if (options.ttlMs <= 0 || !listening()) return read(rawId);
       const orderId = rawId.toLowerCase();
       const entry = entries.get(orderId);
       const at = now();
@@ -107,7 +113,7 @@ export function createTrackCache(
       if (entry) entries.delete(orderId);
       let inFlight = loading.get(orderId);
       if (!inFlight) {
-        const started: Load = { promise: load(orderId), overtaken: false };
+        const started: Load = { promise: read(orderId), overtaken: false };
         inFlight = started;
         loading.set(orderId, started);
         started.promise.then(
@@ -128,6 +134,9 @@ export function createTrackCache(
     },
     get hits() {
       return hits;
+    },
+    get reads() {
+      return reads;
     },
   };
 }

@@ -2,7 +2,7 @@ import { Elysia } from "elysia";
 import type { Sql } from "../../../lib/db.ts";
 import { AppError } from "../../../lib/errors.ts";
 import { errorResponses } from "../../model.ts";
-import { createTrackCache, type TrackCacheOptions } from "./cache.ts";
+import { createTrackCache, type TrackCache, type TrackCacheOptions } from "./cache.ts";
 import type { OrderFeed } from "./feed.ts";
 import { DEFAULT_HEARTBEAT_MS, openLiveStream } from "./live.ts";
 import { Track, TrackParams } from "./model.ts";
@@ -14,12 +14,19 @@ export interface TrackingDeps {
   heartbeatMs?: number;
   /** GET /track answers kept between notices; without it every request reads the database. */
   trackCache?: TrackCacheOptions;
+  /** The cache itself, when the app built it (to show it on /metrics); otherwise built here from trackCache. */
+  cache?: TrackCache;
+}
+
+/** GET /track's cache over the database's answer, as configured (off without options). */
+export function createTrackCacheFor(deps: Pick<TrackingDeps, "sql" | "feed" | "trackCache">): TrackCache {
+  return createTrackCache(trackingService(deps.sql).track, deps.feed, deps.trackCache ?? { ttlMs: 0, maxEntries: 0 });
 }
 
 export function trackingModule(deps: TrackingDeps) {
   const tracking = trackingService(deps.sql);
   const live = { feed: deps.feed, tracking, heartbeatMs: deps.heartbeatMs ?? DEFAULT_HEARTBEAT_MS };
-  const cache = createTrackCache(tracking.track, deps.feed, deps.trackCache ?? { ttlMs: 0, maxEntries: 0 });
+  const cache = deps.cache ?? createTrackCacheFor(deps);
 
   return new Elysia({ prefix: "/track" })
     .get(

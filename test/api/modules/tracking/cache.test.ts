@@ -241,7 +241,16 @@ describe("track cache on the real database", () => {
     expect((await h.call("GET", path)).body.status).toBe("assigned"); // warm: now served from memory
     // Proof it is served from memory: a change made behind the database's back (no notice) is not seen...
     await h.sql`update drivers set name = 'Renamed' where id = ${driverId}`;
+    const metric = async (name: string) => {
+      const text: string = (await h.call("GET", "/metrics")).body;
+      return Number(text.match(new RegExp(`^${name} (\\d+)$`, "m"))?.[1]);
+    };
+    const hitsBefore = await metric("track_cache_hits_total");
     expect((await h.call("GET", path)).body.driver.name).not.toBe("Renamed");
+    // /metrics counts it as a hit; the answers before it were read from the database.
+    expect(await metric("track_cache_hits_total")).toBe(hitsBefore + 1);
+    expect(await metric("track_cache_reads_total")).toBeGreaterThanOrEqual(2);
+    expect(await metric("track_cache_entries")).toBe(1);
 
     const moved = offset(ORIGIN, 0, 300);
     await applyPositions(h.sql, [{ driverId, ...moved }]);
