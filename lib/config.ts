@@ -90,8 +90,8 @@ export function parseConfig(env: Env = process.env) {
     // Messages, not positions: phones batch, so 10,000 messages are ~40,000 positions, where bench:db peaks.
     batchMaxMessages: integer(env, "BATCH_MAX_MESSAGES", 10_000, 1, 1_000_000),
     batchMaxWaitMs: integer(env, "BATCH_MAX_WAIT_MS", 100, 1, 60_000),
-    // Each batch split by driver over this many connections, applied in parallel transactions.
-    applyConnections: integer(env, "APPLY_CONNECTIONS", 1, 1, 16),
+    // Each batch split by driver over this many connections, applied in parallel transactions: one per core here.
+    applyConnections: integer(env, "APPLY_CONNECTIONS", 2, 1, 16),
     metricsPort: integer(env, "METRICS_PORT", 0, 0, 65535),
     /** Longest GET /track serves a cached answer without a notice from the database; 0 reads it every time. */
     trackCacheTtlMs: integer(env, "TRACK_CACHE_TTL_MS", 1_000, 0, 60_000),
