@@ -11,15 +11,17 @@
 --     such a race, or by hand), the unique key refuses it and the batch is applied again with ON CONFLICT DO
 --     NOTHING: slower, never wrong.
 --   * No ANALYZE of the staging table per batch (45 ms at 50,000 rows): the statement is planned per call
---     (EXECUTE), when the planner sees the staging table's real size. A batch at 25,000/s (~7,500 positions)
---     reads and updates driver_state by primary key; one of 50,000 positions scans and hashes it, which also
---     scales better over two connections (171K/s against 126K/s for = ANY(array) probes in bench:db).
+--     (EXECUTE), when the planner sees the staging table's real size.
+--   * driver_state is read, and updated, through its primary key for exactly the batch's drivers (= ANY(array)),
+--     never by scanning and hashing the whole table: a batch at 25,000/s (~7,500 positions) moves ~2,000 of
+--     100,000 drivers. In bench:db, with every driver's row already holding a position, this beat scan+hash both
+--     on one connection and on two (4 runs each way; the machine is noisy).
 --   * One sort and one window (lag) find both the repeats and each driver's newest row, where 0004 used two
 --     partitioned windows; the driver's geography is built once.
 --   * A refused position is looked up in the trail by its key, never by hashing the whole trail (0004's EXISTS
 --     could be planned that way: 60 ms at 320,000 trail rows, and growing with the trail).
--- Measured in the function alone, 50,000 positions: 4 per driver per batch (phones batching) 590 → 430 ms; one per
--- driver 870 → 780 ms. The worker's binary COPY (workers/copy-binary.ts) took as much again off each batch.
+-- Measured in the function alone, 50,000 positions: 4 per driver per batch (phones batching) 590 → 365 ms; one per
+-- driver 870 → 890 ms. The worker's binary COPY (workers/copy-binary.ts) took as much again off each batch.
 
 CREATE OR REPLACE FUNCTION apply_position_batch()
 RETURNS TABLE (staged int, applied int, duplicate int, out_of_order int, unknown_driver int, transitions int,
@@ -43,8 +45,8 @@ DECLARE
   ), seen AS (
     -- driver_state is read once per driver of the batch; each of the driver's rows is judged on it.
     SELECT ds.driver_id, ds.status, ds.current_order_id, ds.position, ds.position_at, ds.recent_speed_mps
-    FROM ordered o JOIN driver_state ds ON ds.driver_id = o.driver_id
-    WHERE o.newest
+    FROM driver_state ds
+    WHERE ds.driver_id = ANY ((SELECT array_agg(o.driver_id) FROM ordered o WHERE o.newest)::uuid[])
   ), judged_positions AS (
     SELECT o.*, v.driver_id IS NOT NULL AS known,
            NOT o.repeat AND v.driver_id IS NOT NULL AND (v.position_at IS NULL OR o.recorded_at > v.position_at) AS fresh,
@@ -107,7 +109,8 @@ DECLARE
                           ELSE ds.status_since END,
       updated_at = now()
     FROM estimated e
-    WHERE ds.driver_id = e.driver_id
+    WHERE ds.driver_id = ANY ((SELECT array_agg(l.driver_id) FROM latest l)::uuid[])
+      AND ds.driver_id = e.driver_id
       AND ds.position_at IS NOT DISTINCT FROM e.previous_at
     RETURNING ds.driver_id, ds.status, e.order_id, e.order_status, e.seen_status, e.event,
               e.to_status IS NOT NULL AND ds.status = e.to_status AS changed,
