@@ -13,9 +13,8 @@ import { createHttpMetrics } from "./modules/health/metrics.ts";
 import { readinessService } from "./modules/health/service.ts";
 import { ordersModule } from "./modules/orders/index.ts";
 import type { TrackCacheOptions } from "./modules/tracking/cache.ts";
-import { createTrackCacheFor } from "./modules/tracking/index.ts";
 import type { OrderFeed } from "./modules/tracking/feed.ts";
-import { trackingModule } from "./modules/tracking/index.ts";
+import { createTrackCacheFor, trackingModule } from "./modules/tracking/index.ts";
 
 export interface ApiDeps {
   sql: Sql;
