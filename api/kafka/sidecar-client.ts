@@ -3,6 +3,7 @@
  * to requests by id. The API starts and answers its other routes while Kafka is away: sends fail fast (503) until
  * the sidecar reports `ready`, and a sidecar that exits is started again, with a growing pause.
  */
+import { config } from "../../lib/config.ts";
 import type { KafkaLink, KafkaMessage } from "./link.ts";
 import type { SidecarReply, SidecarRequest } from "./protocol.ts";
 
@@ -135,7 +136,8 @@ export function startKafkaSidecar(options: SidecarOptions = {}): KafkaSidecar {
         stdin: "pipe",
         stdout: "pipe",
         stderr: "inherit",
-        env: { ...process.env, ...options.env, KAFKA_CLIENT_ID: options.clientId ?? "tracking-api" },
+        // The sidecar logs in to Kafka as whoever this environment names (KAFKA_USERNAME/KAFKA_PASSWORD).
+        env: { ...process.env, ...options.env, KAFKA_CLIENT_ID: options.clientId ?? config().kafkaClientId },
       });
       child = proc;
       void eachLine(proc.stdout, onLine).catch(() => {});

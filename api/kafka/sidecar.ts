@@ -14,7 +14,9 @@ console.info = console.error;
 const reply = (message: SidecarReply) => process.stdout.write(`${JSON.stringify(message)}\n`);
 const describe = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
-const producer = createProducer(config().kafkaBootstrapServers, process.env.KAFKA_CLIENT_ID ?? "tracking-api");
+// Its identity (KAFKA_USERNAME/KAFKA_PASSWORD, the `api` user under bin/stack) and client id come from the
+// environment its parent passes (sidecar-client.ts), parsed once like every process's.
+const producer = createProducer(config().kafkaBootstrapServers, config().kafkaClientId);
 const link = kafkaLinkFromProducer(producer);
 let connected = false;
 
