@@ -3,6 +3,10 @@
  * few hundred simulated drivers spreads the broker's work the same way), QoS 1, and counts of what the broker
  * acknowledged. A connection with too many unacknowledged messages reports itself backed up, so the fleet sheds load
  * instead of queueing without bound.
+ *
+ * Connections authenticate: with the user in `mqttUrl` (the dev stack's loadgen or tester identity, many drivers per
+ * connection), or one driver per connection with `credentials(i)` (what real phones do, after signing in). MQTT 5, so
+ * the broker's refusals arrive as PUBACK reason codes (0x87 not authorized, 0x97 quota exceeded, ...) and are counted.
  */
 import mqtt, { type MqttClient } from "mqtt";
 
@@ -14,6 +18,11 @@ export interface PublisherOptions {
   /** Unacknowledged messages per connection before it counts as backed up. */
   maxInFlight?: number;
   connectTimeoutMs?: number;
+  /** Per-connection identity (a driver's own MQTT credentials); default: the user in mqttUrl. */
+  credentials?: (connection: number) => { username: string; password: string; clientId: string };
+  /** The broker's message_size_limit: larger messages are refused here and counted as `oversized` (see below). */
+  maxMessageBytes?: number;
+  protocolVersion?: 4 | 5;
 }
 
 export interface PublisherStats {
@@ -24,6 +33,8 @@ export interface PublisherStats {
   positions: number;
   inFlight: number;
   errors: number;
+  /** Refused PUBACKs by reason code, e.g. {"0x87": 3}; plus "oversized" for messages never sent (see maxMessageBytes). */
+  refused: Record<string, number>;
 }
 
 export interface Publisher {
@@ -39,16 +50,34 @@ interface Connection {
   inFlight: number;
 }
 
+/** mqtt.js lets a user in the URL win over the username/password options. */
+function withoutUser(raw: string): string {
+  const u = new URL(raw);
+  u.username = "";
+  u.password = "";
+  return u.toString();
+}
+
 export async function connectPublisher(options: PublisherOptions): Promise<Publisher> {
   const qos = options.qos ?? 1;
   const maxInFlight = options.maxInFlight ?? 2_000;
   const prefix = options.clientIdPrefix ?? `fleet-${process.pid}-${Date.now().toString(36)}`;
   const totals = { messages: 0, positions: 0, errors: 0 };
+  const refused: Record<string, number> = {};
+  const countRefusal = (key: string) => {
+    refused[key] = (refused[key] ?? 0) + 1;
+  };
+  // Mosquitto 2.0.11 answers an oversized PUBLISH with PUBACK 0x95 (libmosquitto sees it), but mqtt.js 5.16 never
+  // completes such a publish, so the limit is checked here and the message counted instead of left in flight forever.
+  const maxMessageBytes = options.maxMessageBytes ?? 262_144;
 
   const connections: Connection[] = await Promise.all(
     Array.from({ length: Math.max(1, options.connections) }, async (_, i) => {
-      const client = await mqtt.connectAsync(options.mqttUrl, {
-        clientId: `${prefix}-${i}`,
+      const identity = options.credentials?.(i);
+      const client = await mqtt.connectAsync(identity ? withoutUser(options.mqttUrl) : options.mqttUrl, {
+        clientId: identity?.clientId ?? `${prefix}-${i}`,
+        ...(identity ? { username: identity.username, password: identity.password } : {}),
+        protocolVersion: options.protocolVersion ?? 5,
         clean: true,
         reconnectPeriod: 1_000,
         connectTimeout: options.connectTimeoutMs ?? 10_000,
@@ -65,11 +94,17 @@ export async function connectPublisher(options: PublisherOptions): Promise<Publi
     publish(index, topic, payload, positions) {
       const connection = connections[index % connections.length]!;
       if (connection.inFlight >= maxInFlight) return false;
+      if (Buffer.byteLength(payload) > maxMessageBytes) {
+        countRefusal("oversized");
+        return false;
+      }
       connection.inFlight++;
       connection.client.publish(topic, payload, { qos }, (error) => {
         connection.inFlight--;
         if (error) {
-          totals.errors++;
+          const code = (error as Error & { code?: number }).code;
+          if (typeof code === "number" && code >= 0x80) countRefusal(`0x${code.toString(16)}`);
+          else totals.errors++;
           return;
         }
         totals.messages++;
@@ -82,6 +117,7 @@ export async function connectPublisher(options: PublisherOptions): Promise<Publi
         connections: connections.length,
         connected: connections.filter((c) => c.client.connected).length,
         ...totals,
+        refused: { ...refused },
         inFlight: connections.reduce((n, c) => n + c.inFlight, 0),
       };
     },

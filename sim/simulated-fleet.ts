@@ -39,6 +39,11 @@ export interface FleetOptions {
   /** Standard deviation of the simulated GPS error, metres. */
   gpsNoiseM?: number;
   onTick?: (stats: FleetStats) => void;
+  /**
+   * Each driver's own MQTT credentials (from its sign-in, sim/mqtt-sign-in.ts), in the order of `drivers`: every
+   * driver then has a connection of its own, as a phone does. Without them the connections use the user in mqttUrl.
+   */
+  driverCredentials?: readonly { username: string; password: string; client_id: string }[];
 }
 
 export interface FleetStats {
@@ -61,6 +66,8 @@ export interface FleetStats {
   /** Positions the schedule called for that a stalled process could not produce. */
   shed: number;
   errors: number;
+  /** Messages the broker refused, by PUBACK reason code (e.g. "0x87"), and "oversized" ones never sent. */
+  refused?: Record<string, number>;
   /** Drivers currently held by an order. */
   dispatched: number;
 }
@@ -107,7 +114,8 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
   const city = typeof options.city === "string" ? cityByName(options.city) : (options.city ?? cityByName("nyc"));
   const batch = Math.max(1, Math.floor(options.batch ?? 1));
   const compact = options.compact ?? false;
-  const perConnection = Math.max(1, options.driversPerConnection ?? 500);
+  // A driver signed in with its own credentials is a phone: one connection each.
+  const perConnection = options.driverCredentials ? 1 : Math.max(1, options.driversPerConnection ?? 500);
   const noiseM = options.gpsNoiseM ?? 3;
   const rng = createRng(options.seed ?? Math.floor(Math.random() * 2 ** 31), "fleet");
   const startedMs = Date.now();
@@ -129,9 +137,18 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
   }));
   const byId = new Map(drivers.map((d) => [d.id, d]));
 
+  const credentials = options.driverCredentials;
+  if (credentials && credentials.length !== drivers.length) {
+    throw new Error(`driverCredentials: ${credentials.length} for ${drivers.length} drivers`);
+  }
   const publisher = await connectPublisher({
     mqttUrl: options.mqttUrl,
     connections: Math.ceil(drivers.length / perConnection),
+    ...(credentials
+      ? {
+          credentials: (i: number) => ({ username: credentials[i]!.username, password: credentials[i]!.password, clientId: credentials[i]!.client_id }),
+        }
+      : {}),
     qos: options.qos ?? 1,
     ...(options.maxInFlight ? { maxInFlight: options.maxInFlight } : {}),
   });
@@ -209,6 +226,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
       dropped: counts.dropped,
       shed: bucket.shed(),
       errors: p.errors,
+      refused: p.refused,
       dispatched: held,
     };
   }

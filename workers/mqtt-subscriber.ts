@@ -17,10 +17,29 @@ export interface SubscriberOptions {
   maxInFlight?: number;
   keepaliveSeconds?: number;
   onStatus?(event: "connected" | "disconnected", detail?: string): void;
+  /**
+   * Something the operator must see: the broker refused our CONNECT (its CONNACK code; we retry with backoff), refused
+   * a subscription (SUBACK 0x80: we would run without messages, so the process reports itself not ready), or the
+   * socket failed.
+   */
+  onProblem?(kind: SubscriberProblem, detail: string): void;
 }
+
+export type SubscriberProblem = "connect_refused" | "subscribe_refused" | "socket_error";
+
+/** MQTT 3.1.1 CONNACK return codes. */
+const CONNACK_CODES: Record<number, string> = {
+  1: "unacceptable protocol version",
+  2: "identifier rejected",
+  3: "server unavailable",
+  4: "bad user name or password",
+  5: "not authorized",
+};
 
 export interface Subscriber {
   inFlight(): number;
+  /** Connected, and the broker granted every subscription. */
+  subscribed(): boolean;
   close(): Promise<void>;
 }
 
@@ -45,6 +64,7 @@ export function startSubscriber(options: SubscriberOptions): Subscriber {
   let ping: ReturnType<typeof setInterval> | undefined;
   let reconnectDelay = 100;
   let session = 0;
+  let granted = false;
 
   const send = (packet: Packet) => socket?.write(mqttPacket.generate(packet));
 
@@ -117,6 +137,7 @@ export function startSubscriber(options: SubscriberOptions): Subscriber {
     pending = [];
     head = 0;
     paused = false;
+    granted = false;
     s.setNoDelay(true);
     s.on("connect", () => {
       send({
@@ -132,6 +153,7 @@ export function startSubscriber(options: SubscriberOptions): Subscriber {
       });
     });
     let lastHeard = Date.now();
+    let refused = false;
     s.on("data", (chunk: Buffer) => {
       lastHeard = Date.now();
       parser.parse(chunk);
@@ -140,7 +162,10 @@ export function startSubscriber(options: SubscriberOptions): Subscriber {
       switch (packet.cmd) {
         case "connack":
           if (packet.returnCode !== 0) {
-            s.destroy(new Error(`broker refused connection: code ${packet.returnCode}`));
+            const code = packet.returnCode ?? -1;
+            options.onProblem?.("connect_refused", `CONNACK ${code} (${CONNACK_CODES[code] ?? "unknown"}); retrying with backoff`);
+            refused = true;
+            s.destroy();
             return;
           }
           reconnectDelay = 100;
@@ -159,14 +184,23 @@ export function startSubscriber(options: SubscriberOptions): Subscriber {
         case "publish":
           onPublish(packet);
           break;
+        case "suback": {
+          const refusedTopics = options.topics.filter((_, i) => ((packet.granted[i] as number) ?? 0x80) >= 0x80);
+          granted = refusedTopics.length === 0;
+          if (!granted) options.onProblem?.("subscribe_refused", `SUBACK 0x80 for ${refusedTopics.join(", ")}`);
+          break;
+        }
         default:
           break;
       }
     });
     parser.on("error", (err) => s.destroy(err));
-    s.on("error", () => {});
+    s.on("error", (err) => options.onProblem?.("socket_error", err.message));
     s.on("close", () => {
       clearInterval(ping);
+      granted = false;
+      // A refused CONNECT is not helped by retrying at once (a wrong password, a revoked user): back off.
+      if (refused) reconnectDelay = Math.max(reconnectDelay, 1_000);
       options.onStatus?.("disconnected");
       if (!closing) {
         setTimeout(open, reconnectDelay);
@@ -178,6 +212,7 @@ export function startSubscriber(options: SubscriberOptions): Subscriber {
   open();
   return {
     inFlight: unacked,
+    subscribed: () => granted,
     async close() {
       closing = true;
       // Wait (bounded) for in-flight messages so their acks go out before the disconnect.

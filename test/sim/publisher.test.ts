@@ -1,7 +1,8 @@
 // Against the real Mosquitto that `bin/stack up` started: what the simulator publishes is what the bridge decodes.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import mqtt, { type MqttClient } from "mqtt";
-import { config } from "../../lib/config.ts";
+import { config, parseMqttAdminConfig } from "../../lib/config.ts";
+import { createMqttCredentialStore } from "../../lib/mqtt-credentials.ts";
 import { decodeMqttMessage, type DevicePosition } from "../../lib/position.ts";
 import { cityByName, insideBbox } from "../../sim/cities.ts";
 import { MAX_SPEED_KMH } from "../../sim/movement.ts";
@@ -61,6 +62,31 @@ describe("publisher", () => {
     expect(byCount.get(2)).toEqual({ ok: true, driverId: driver, positions: compact, rejects: [] });
     const compactMessage = messagesFor(new Set([driver])).find((m) => m.topic.endsWith("/l"));
     expect(new TextDecoder().decode(compactMessage!.payload).split("\n")).toHaveLength(2);
+  });
+
+  test("one driver per connection with its own credentials; the broker's refusals and oversized messages are counted", async () => {
+    const store = createMqttCredentialStore({ ...parseMqttAdminConfig(), mqttUrl: config().mqttUrl });
+    const phones = await store.issueMany([uuid(), uuid()]);
+    try {
+      const publisher = await connectPublisher({
+        mqttUrl: config().mqttUrl,
+        connections: 2,
+        credentials: (i) => ({ username: phones[i]!.username, password: phones[i]!.password, clientId: phones[i]!.client_id }),
+      });
+      const [own, other] = [phones[0]!.username, phones[1]!.username];
+      await subscriber.subscribeAsync(`drivers/${own}/location`, { qos: 1 });
+      const payload = encodePositions([{ lat: 40.75, lon: -73.98, tst: 1764083000 }], false);
+      expect(publisher.publish(0, positionTopic(own, false), payload, 1)).toBe(true);
+      expect(publisher.publish(0, positionTopic(other, false), payload, 1)).toBe(true);
+      // Over the broker's 256 KiB limit: refused before sending (mqtt.js never completes such a publish).
+      expect(publisher.publish(0, positionTopic(own, false), "x".repeat(262_145), 1)).toBe(false);
+      await publisher.close();
+      expect(publisher.stats()).toMatchObject({ messages: 1, positions: 1, errors: 0, refused: { "0x87": 1, oversized: 1 } });
+      await waitFor(() => messagesFor(new Set([own])).length === 1);
+    } finally {
+      await Promise.all(phones.map((p) => store.revoke(p.username)));
+      await store.close();
+    }
   });
 
   test("a connection with too many unacknowledged messages refuses more", async () => {

@@ -1,0 +1,156 @@
+/*
+ * identity-guard: the two rules Mosquitto 2.0.11's password_file + acl_file cannot express (verified on 2.0.11):
+ *
+ * 1. SUBSCRIBE is refused (SUBACK 0x80) for a filter with a wildcard or a `$share/` group unless the user is a
+ *    listed service (plugin_opt_subscribers). acl_file grants every SUBSCRIBE and filters only at delivery, so a
+ *    driver joining `$share/bridge/drivers/+/location` was a member of the bridge's group and half of the fleet's
+ *    messages went to it and were dropped there (measured: 10 of 20).
+ * 2. A client id that looks like a driver id (a UUID) or is a reserved service id (plugin_opt_reserved_ids, e.g.
+ *    bridge-0) may be used only by the user of that name, so nobody can take over a phone's or the bridge's session.
+ *
+ * 3. Revocation: Mosquitto 2.0.11 keeps a connected session after its user left the password file and the broker
+ *    reloaded it (SIGHUP; verified), so an admin publishes the revoked usernames, one per line, to
+ *    $CONTROL/identity-guard/v1/kick and the plugin disconnects their sessions (the ACL allows that topic to admin).
+ *
+ * Everything else defers to password_file / acl_file (which run after this plugin), so topic rights stay in the ACL.
+ * Dynamic security (also in 2.0.11) was not used: its ACLs have no %u patterns (one role per driver) and it rewrites
+ * its whole JSON file on every command, which does not scale to 100,000 drivers.
+ */
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ctype.h>
+
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+#include <mosquitto_plugin.h>
+
+#define CONTROL_TOPIC "$CONTROL/identity-guard/v1/kick"
+
+static mosquitto_plugin_id_t *plugin_id;
+static char *subscribers; /* " a b c " : space-padded for whole-word search */
+static char *reserved_ids;
+
+static char *padded_list(const char *value)
+{
+	size_t n = strlen(value);
+	char *out = malloc(n + 3);
+	if(!out) return NULL;
+	out[0] = ' ';
+	memcpy(out + 1, value, n);
+	out[n + 1] = ' ';
+	out[n + 2] = '\0';
+	for(char *p = out; *p; p++) if(*p == ',') *p = ' ';
+	return out;
+}
+
+static bool in_list(const char *list, const char *word)
+{
+	if(!list || !word) return false;
+	size_t n = strlen(word);
+	for(const char *p = strstr(list, word); p; p = strstr(p + 1, word)){
+		if(p[-1] == ' ' && p[n] == ' ') return true;
+	}
+	return false;
+}
+
+static bool looks_like_uuid(const char *s)
+{
+	if(strlen(s) != 36) return false;
+	for(int i = 0; i < 36; i++){
+		if(i == 8 || i == 13 || i == 18 || i == 23){
+			if(s[i] != '-') return false;
+		}else if(!isxdigit((unsigned char)s[i])){
+			return false;
+		}
+	}
+	return true;
+}
+
+static int on_basic_auth(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_basic_auth *ed = event_data;
+	const char *id = mosquitto_client_id(ed->client);
+	(void)event; (void)userdata;
+	if(id && (looks_like_uuid(id) || in_list(reserved_ids, id))){
+		if(!ed->username || strcmp(ed->username, id) != 0){
+			mosquitto_log_printf(MOSQ_LOG_NOTICE, "identity-guard: client id %s refused to user %s", id,
+					ed->username ? ed->username : "(none)");
+			return MOSQ_ERR_AUTH;
+		}
+	}
+	return MOSQ_ERR_PLUGIN_DEFER;
+}
+
+static int on_acl_check(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_acl_check *ed = event_data;
+	(void)event; (void)userdata;
+	if(ed->access != MOSQ_ACL_SUBSCRIBE) return MOSQ_ERR_PLUGIN_DEFER;
+	bool wide = !strncmp(ed->topic, "$share/", 7) || strchr(ed->topic, '+') || strchr(ed->topic, '#');
+	if(!wide) return MOSQ_ERR_PLUGIN_DEFER;
+	const char *username = mosquitto_client_username(ed->client);
+	if(in_list(subscribers, username)) return MOSQ_ERR_PLUGIN_DEFER;
+	mosquitto_log_printf(MOSQ_LOG_NOTICE, "identity-guard: subscription %s refused to %s", ed->topic,
+			username ? username : "(none)");
+	return MOSQ_ERR_ACL_DENIED;
+}
+
+static int on_control(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_control *ed = event_data;
+	(void)event; (void)userdata;
+	char *list = malloc(ed->payloadlen + 1);
+	if(!list) return MOSQ_ERR_NOMEM;
+	memcpy(list, ed->payload, ed->payloadlen);
+	list[ed->payloadlen] = '\0';
+	int kicked = 0;
+	for(char *save = NULL, *name = strtok_r(list, "\n ", &save); name; name = strtok_r(NULL, "\n ", &save)){
+		mosquitto_kick_client_by_username(name, false);
+		kicked++;
+	}
+	free(list);
+	mosquitto_log_printf(MOSQ_LOG_NOTICE, "identity-guard: kicked the sessions of %d revoked users", kicked);
+	return MOSQ_ERR_SUCCESS;
+}
+
+int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
+{
+	for(int i = 0; i < supported_version_count; i++){
+		if(supported_versions[i] == 5) return 5;
+	}
+	return -1;
+}
+
+int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, struct mosquitto_opt *opts, int opt_count)
+{
+	(void)user_data;
+	plugin_id = identifier;
+	subscribers = padded_list("");
+	reserved_ids = padded_list("");
+	for(int i = 0; i < opt_count; i++){
+		if(!strcmp(opts[i].key, "subscribers")){
+			free(subscribers);
+			subscribers = padded_list(opts[i].value);
+		}else if(!strcmp(opts[i].key, "reserved_ids")){
+			free(reserved_ids);
+			reserved_ids = padded_list(opts[i].value);
+		}
+	}
+	int rc = mosquitto_callback_register(plugin_id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, NULL);
+	if(rc) return rc;
+	rc = mosquitto_callback_register(plugin_id, MOSQ_EVT_CONTROL, on_control, CONTROL_TOPIC, NULL);
+	if(rc) return rc;
+	return mosquitto_callback_register(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, NULL);
+}
+
+int mosquitto_plugin_cleanup(void *user_data, struct mosquitto_opt *opts, int opt_count)
+{
+	(void)user_data; (void)opts; (void)opt_count;
+	mosquitto_callback_unregister(plugin_id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
+	mosquitto_callback_unregister(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL);
+	mosquitto_callback_unregister(plugin_id, MOSQ_EVT_CONTROL, on_control, CONTROL_TOPIC);
+	free(subscribers);
+	free(reserved_ids);
+	return MOSQ_ERR_SUCCESS;
+}
