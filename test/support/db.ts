@@ -1,6 +1,8 @@
 /**
  * A fresh database per test file, cloned from a migrated template (CREATE DATABASE … TEMPLATE is a file copy, much
  * faster than migrating each time). The template is rebuilt when the migrations change.
+ * Everything here runs as the owner (tracking_owner, DATABASE_URL from .stack/tools.env): it has CREATEDB, owns the
+ * template and its clones; the template gets PostGIS from template1 (the superuser put it there, db/roles.sql).
  */
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
@@ -14,6 +16,20 @@ const TEMPLATE = "tracking_test_template";
 function withDatabase(url: string, name: string): string {
   const u = new URL(url);
   u.pathname = `/${name}`;
+  return u.toString();
+}
+
+/** The service roles (db/roles.sql) and the secrets holding their passwords (.stack/secrets.env). */
+export const SERVICE_ROLES = { tracking_api: "PG_API_PASSWORD", tracking_worker: "PG_WORKER_PASSWORD" } as const;
+export type ServiceRole = keyof typeof SERVICE_ROLES;
+
+/** The same database as `url`, logged in as a service role, to run code with exactly that service's rights. */
+export function serviceUrl(url: string, role: ServiceRole): string {
+  const password = process.env[SERVICE_ROLES[role]];
+  if (!password) throw new Error(`${SERVICE_ROLES[role]} is not set: run bin/stack up (it writes .stack/secrets.env)`);
+  const u = new URL(url);
+  u.username = role;
+  u.password = password;
   return u.toString();
 }
 
@@ -58,6 +74,11 @@ export async function freshDatabase(label: string): Promise<TestDatabase> {
     await templateReady;
     const name = `test_${label.replace(/\W/g, "_").toLowerCase()}_${process.pid}_${Date.now() % 1e6}`;
     await admin.unsafe(`create database ${name} template ${TEMPLATE}`);
+    // A clone starts with the default database ACL (PUBLIC may connect and make temp tables), not the template's:
+    // the same as migration 0009 does for the database it migrates.
+    await admin.unsafe(`revoke all on database ${name} from public`);
+    await admin.unsafe(`grant connect on database ${name} to tracking_api, tracking_worker`);
+    await admin.unsafe(`grant temporary on database ${name} to tracking_worker`);
     const url = withDatabase(config().databaseUrl, name);
     const sql = connectDatabase(url, { max: 10, application: `test-${label}` });
     return {

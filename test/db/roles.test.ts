@@ -1,0 +1,182 @@
+// Least privilege on the real cluster (db/roles.sql, migration 0009): each service role may do exactly what its code
+// calls. One row per (role, action): allowed, or refused with SQLSTATE 42501 (insufficient_privilege).
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { connectDatabase, type Sql, sqlState } from "../../lib/db.ts";
+import { trackingService } from "../../api/modules/tracking/service.ts";
+import { freshDatabase, serviceUrl, type ServiceRole, type TestDatabase } from "../support/db.ts";
+import { applyPositions } from "../support/positions.ts";
+
+let db: TestDatabase;
+const as: Partial<Record<ServiceRole, Sql>> = {};
+let ids: { customer: string; restaurant: string; driver: string; order: string };
+
+beforeAll(async () => {
+  db = await freshDatabase("roles");
+  for (const role of ["tracking_api", "tracking_worker"] as const) {
+    as[role] = connectDatabase(serviceUrl(db.url, role), { max: 2, application: `test-${role}` });
+  }
+  // Seeded by the owner, as db/generate.ts does.
+  const [customer] = await db.sql<{ id: string }[]>`
+    insert into customers (name, location) values ('c', 'SRID=4326;POINT(-73.99 40.73)') returning id`;
+  const [restaurant] = await db.sql<{ id: string }[]>`
+    insert into restaurants (name, location, h3) values ('r', 'SRID=4326;POINT(-73.98 40.75)', 1) returning id`;
+  const [driver] = await db.sql<{ id: string }[]>`insert into drivers (name) values ('d') returning id`;
+  await db.sql`insert into driver_state (driver_id) values (${driver!.id})`;
+  const [order] = await db.sql<{ id: string }[]>`
+    insert into orders (customer_id, restaurant_id, delivery_location)
+    values (${customer!.id}, ${restaurant!.id}, 'SRID=4326;POINT(-73.99 40.73)') returning id`;
+  ids = { customer: customer!.id, restaurant: restaurant!.id, driver: driver!.id, order: order!.id };
+});
+
+afterAll(async () => {
+  await Promise.all(Object.values(as).map((sql) => sql.end({ timeout: 5 })));
+  await db?.drop();
+});
+
+// Each action runs in a transaction that is rolled back, so the rows are independent of each other's effects.
+type Action = (sql: Sql) => Promise<unknown>;
+const ROLLBACK = new Error("rollback");
+async function attempt(role: ServiceRole, action: Action): Promise<"allowed" | string> {
+  try {
+    await as[role]!.begin(async (tx) => {
+      await action(tx as unknown as Sql);
+      throw ROLLBACK;
+    });
+  } catch (error) {
+    if (error === ROLLBACK) return "allowed";
+    return sqlState(error) ?? String(error);
+  }
+  return "allowed";
+}
+
+const REFUSED = "42501";
+const newOrder: Action = (sql) => sql`
+  insert into orders (customer_id, restaurant_id, delivery_location, items)
+  select ${ids.customer}, r.id, st_setsrid(st_makepoint(-73.99, 40.73), 4326)::geography, '[]'::jsonb
+  from restaurants r where r.id = ${ids.restaurant}
+  returning *`;
+
+// expected: "allowed", or the SQLSTATE the statement fails with.
+const CASES: { role: ServiceRole; action: string; run: Action; expected: string }[] = [
+  // The API: its own statements are allowed.
+  { role: "tracking_api", action: "GET /track's query", run: (sql) => trackingService(sql).track(ids.order), expected: "allowed" },
+  { role: "tracking_api", action: "POST /orders' insert … returning *", run: newOrder, expected: "allowed" },
+  { role: "tracking_api", action: "order_transition (confirm)", run: (sql) => sql`select * from order_transition(${ids.order}, 'confirm')`, expected: "allowed" },
+  {
+    role: "tracking_api",
+    action: "assign_nearest_driver (none free: T1409, not a privilege error)",
+    run: async (sql) => {
+      await sql`select order_transition(${ids.order}, 'confirm')`;
+      return sql`select * from assign_nearest_driver(${ids.order}, ${sql.array(["1"])}::bigint[])`;
+    },
+    expected: "T1409",
+  },
+  { role: "tracking_api", action: "GET /drivers/{id}'s read", run: (sql) => sql`select d.name, ds.status from drivers d left join driver_state ds on ds.driver_id = d.id`, expected: "allowed" },
+  { role: "tracking_api", action: "LISTEN order_tracking", run: (sql) => sql`listen order_tracking`, expected: "allowed" },
+  // The API: everything else is refused.
+  { role: "tracking_api", action: "UPDATE driver_state", run: (sql) => sql`update driver_state set status = 'available'`, expected: REFUSED },
+  { role: "tracking_api", action: "UPDATE orders (status)", run: (sql) => sql`update orders set status = 'delivered'`, expected: REFUSED },
+  { role: "tracking_api", action: "DELETE orders", run: (sql) => sql`delete from orders`, expected: REFUSED },
+  { role: "tracking_api", action: "TRUNCATE orders", run: (sql) => sql`truncate orders`, expected: REFUSED },
+  { role: "tracking_api", action: "INSERT orders with its status", run: (sql) => sql`insert into orders (customer_id, restaurant_id, delivery_location, status) values (${ids.customer}, ${ids.restaurant}, 'SRID=4326;POINT(-73.99 40.73)', 'delivered')`, expected: REFUSED },
+  { role: "tracking_api", action: "SELECT customers", run: (sql) => sql`select name, location from customers`, expected: REFUSED },
+  { role: "tracking_api", action: "SELECT position_trail", run: (sql) => sql`select * from position_trail limit 1`, expected: REFUSED },
+  { role: "tracking_api", action: "UPDATE tracking_settings", run: (sql) => sql`update tracking_settings set offline_after_s = 1`, expected: REFUSED },
+  { role: "tracking_api", action: "CREATE TABLE", run: (sql) => sql`create table api_probe (id int)`, expected: REFUSED },
+  { role: "tracking_api", action: "CREATE TEMP TABLE", run: (sql) => sql`create temp table api_probe (id int)`, expected: REFUSED },
+  { role: "tracking_api", action: "apply_position_batch()", run: (sql) => sql`select * from apply_position_batch()`, expected: REFUSED },
+  { role: "tracking_api", action: "sweep_offline_drivers()", run: (sql) => sql`select sweep_offline_drivers()`, expected: REFUSED },
+  { role: "tracking_api", action: "driver_transition()", run: (sql) => sql`select driver_transition(${ids.driver}, 'online')`, expected: REFUSED },
+  { role: "tracking_api", action: "drop_old_trail_partitions()", run: (sql) => sql`select drop_old_trail_partitions(0)`, expected: REFUSED },
+  // The worker: its own statements are allowed (the COPY + apply path is tested whole below).
+  { role: "tracking_worker", action: "open_position_staging() + COPY's target", run: (sql) => sql`select open_position_staging()`.then(() => sql`insert into position_staging (seq, driver_id, recorded_at, lat, lon, h3) values (0, ${ids.driver}, now(), 40.7, -73.9, 1)`), expected: "allowed" },
+  { role: "tracking_worker", action: "UPDATE tracking_settings (offline_after_s)", run: (sql) => sql`update tracking_settings set offline_after_s = 60 where id = 1`, expected: "allowed" },
+  { role: "tracking_worker", action: "sweep_offline_drivers()", run: (sql) => sql`select sweep_offline_drivers()`, expected: "allowed" },
+  { role: "tracking_worker", action: "partition upkeep", run: (sql) => sql`select ensure_trail_partitions(now(), now() + interval '1 day'), drop_old_trail_partitions()`, expected: "allowed" },
+  // The worker: everything else is refused.
+  { role: "tracking_worker", action: "INSERT orders", run: newOrder, expected: REFUSED },
+  { role: "tracking_worker", action: "UPDATE orders", run: (sql) => sql`update orders set status = 'delivered'`, expected: REFUSED },
+  { role: "tracking_worker", action: "DELETE driver_state", run: (sql) => sql`delete from driver_state`, expected: REFUSED },
+  { role: "tracking_worker", action: "UPDATE tracking_settings (retention)", run: (sql) => sql`update tracking_settings set trail_retention_days = 0`, expected: REFUSED },
+  { role: "tracking_worker", action: "SELECT customers (addresses)", run: (sql) => sql`select name, location from customers`, expected: REFUSED },
+  { role: "tracking_worker", action: "SELECT drivers (names)", run: (sql) => sql`select name from drivers`, expected: REFUSED },
+  { role: "tracking_worker", action: "DROP TABLE position_trail", run: (sql) => sql`drop table position_trail`, expected: REFUSED },
+  { role: "tracking_worker", action: "DROP a trail partition", run: async (sql) => { const [p] = await sql<{ name: string }[]>`select inhrelid::regclass::text as name from pg_inherits where inhparent = 'position_trail'::regclass limit 1`; return sql.unsafe(`drop table ${p!.name}`); }, expected: REFUSED },
+  { role: "tracking_worker", action: "CREATE TABLE", run: (sql) => sql`create table worker_probe (id int)`, expected: REFUSED },
+  { role: "tracking_worker", action: "order_transition()", run: (sql) => sql`select order_transition(${ids.order}, 'confirm')`, expected: REFUSED },
+  { role: "tracking_worker", action: "assign_nearest_driver()", run: (sql) => sql`select assign_nearest_driver(${ids.order}, null)`, expected: REFUSED },
+];
+
+describe("role x action", () => {
+  test.each(CASES.map((c) => [c.role, c.action, c] as const))("%s: %s", async (_role, _action, c) => {
+    expect(await attempt(c.role, c.run)).toBe(c.expected);
+  });
+});
+
+test("the worker's real COPY + apply_position_batch runs as tracking_worker", async () => {
+  const result = await applyPositions(as.tracking_worker!, [
+    { driverId: ids.driver, lat: 40.7501, lon: -73.9901 },
+    { driverId: "00000000-0000-4000-8000-000000000000", lat: 40.75, lon: -73.99 },
+  ]);
+  expect(result.applied).toBe(1);
+  expect(result.unknown_driver).toBe(1);
+  const [state] = await db.sql<{ lat: number }[]>`select lat from driver_state where driver_id = ${ids.driver}`;
+  expect(state!.lat).toBeCloseTo(40.7501, 6);
+});
+
+test("each service role has its time limits", async () => {
+  const expected = { tracking_api: { statement_timeout: "5000", lock_timeout: "2000" },
+    tracking_worker: { statement_timeout: "60000", lock_timeout: "20000" } };
+  for (const role of ["tracking_api", "tracking_worker"] as const) {
+    const rows = await as[role]!<{ name: string; setting: string }[]>`
+      select name, setting from pg_settings where name in ('statement_timeout', 'lock_timeout')`;
+    expect(Object.fromEntries(rows.map((r) => [r.name, r.setting]))).toEqual(expected[role]);
+  }
+});
+
+test("the superuser is postgres alone; no service role may manage roles or databases", async () => {
+  const supers = await db.sql<{ rolname: string }[]>`select rolname from pg_roles where rolsuper order by 1`;
+  expect(supers.map((r) => r.rolname)).toEqual(["postgres"]);
+  const roles = await db.sql`
+    select rolname, rolsuper, rolcreaterole, rolcreatedb, rolbypassrls from pg_roles
+    where rolname like 'tracking\\_%' order by rolname`;
+  expect(roles.map((r) => ({ ...r }))).toEqual([
+    { rolname: "tracking_api", rolsuper: false, rolcreaterole: false, rolcreatedb: false, rolbypassrls: false },
+    { rolname: "tracking_owner", rolsuper: false, rolcreaterole: false, rolcreatedb: true, rolbypassrls: false },
+    { rolname: "tracking_worker", rolsuper: false, rolcreaterole: false, rolcreatedb: false, rolbypassrls: false },
+  ]);
+});
+
+test("the owner owns every object of the schema, and the service roles own none", async () => {
+  // Session temp tables (the worker's staging copy) live in pg_temp_* schemas and are left out.
+  const owners = await db.sql<{ owner: string; n: number }[]>`
+    select pg_get_userbyid(owner) as owner, count(*)::int as n from (
+      select c.relowner as owner from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where n.nspname in ('public', 'drizzle') and c.relkind in ('r', 'p', 'v', 'm', 'S', 'f')
+        and not exists (select from pg_depend d where d.classid = 'pg_class'::regclass and d.objid = c.oid and d.deptype = 'e')
+      union all
+      select p.proowner from pg_proc p where p.pronamespace = 'public'::regnamespace
+        and not exists (select from pg_depend d where d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e')
+    ) o group by 1 order by 1`;
+  expect(owners.map((o) => o.owner)).toEqual(["tracking_owner"]);
+  const [database] = await db.sql<{ owner: string }[]>`
+    select pg_get_userbyid(datdba) as owner from pg_database where datname = current_database()`;
+  expect(database!.owner).toBe("tracking_owner");
+});
+
+test("no function of ours is executable by PUBLIC", async () => {
+  const open = await db.sql<{ fn: string }[]>`
+    select p.oid::regprocedure::text as fn from pg_proc p
+    where p.pronamespace = 'public'::regnamespace
+      and not exists (select from pg_depend d where d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e')
+      and has_function_privilege('public', p.oid, 'execute')`;
+  expect(open.map((r) => r.fn)).toEqual([]);
+});
+
+test("a function a later migration creates is closed to PUBLIC too (default privileges)", async () => {
+  await db.sql`create function later_probe() returns int language sql as 'select 1'`;
+  const [row] = await db.sql<{ open: boolean }[]>`
+    select has_function_privilege('public', 'later_probe()', 'execute') as open`;
+  await db.sql`drop function later_probe()`;
+  expect(row!.open).toBe(false);
+});
