@@ -103,6 +103,10 @@ export const driverState = pgTable(
      */
     etaSeconds: integer("eta_seconds"),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+    /** Impossible fixes in a row since the last accepted one (migration 0008: the third re-anchors the driver). */
+    implausibleStreak: smallint("implausible_streak").notNull().default(0),
+    /** Time of the newest impossible fix counted, so a redelivered batch adds no strike. */
+    implausibleAt: timestamp("implausible_at", { withTimezone: true }),
   },
   // Deliberately one small index: an update that changes no indexed value is HOT (no index writes), which is most
   // of the 25K updates/s. Assignment finds candidates by H3 cell, then orders that handful by distance.
@@ -191,4 +195,10 @@ export const trackingSettings = pgTable("tracking_settings", {
   speedSmoothing: real("speed_smoothing").notNull().default(0.3),
   offlineAfterS: integer("offline_after_s").notNull().default(60),
   trailRetentionDays: integer("trail_retention_days").notNull().default(7),
+  /** Position trust (migration 0008): implied speed limit, the hop below which speed is GPS noise, re-anchoring. */
+  maxSpeedMPerS: real("max_speed_m_per_s").notNull().default(70),
+  speedNoiseM: real("speed_noise_m").notNull().default(500),
+  reanchorAfter: smallint("reanchor_after").notNull().default(3),
+  /** How far a fix's own time may be ahead of the bridge's receive time. */
+  maxFutureSkewMs: integer("max_future_skew_ms").notNull().default(2000),
 });

@@ -152,8 +152,18 @@ export const DEFAULT_LIMITS: Omit<ContextLimits, "nowMs"> = {
   maxFutureSkewMs: 30_000,
   maxAgeMs: 24 * 3600_000,
   maxAccuracyM: 1_000,
-  maxSpeedMps: 70, // 252 km/h: nothing a delivery vehicle does
+  // 252 km/h: nothing a delivery vehicle does. The rule that counts is tracking_settings.max_speed_m_per_s, which
+  // apply_position_batch judges fix to fix from the last accepted position (migration 0008); this copy is for callers
+  // that pass checkInContext a previous fix, and a test keeps it equal to the database's default.
+  maxSpeedMps: 70,
 };
+
+/**
+ * How far a fix's time may be ahead of the moment the bridge (or the API) received it: the database's rule
+ * (tracking_settings.max_future_skew_ms, migration 0008, kept equal by a test). The API receives, so it judges with
+ * this at once; the worker's 30 s above is only a guard against a producer's wrong `received_ms`.
+ */
+export const MAX_FUTURE_SKEW_AT_RECEIPT_MS = 2_000;
 
 export interface LastFix {
   lat: number;
@@ -170,7 +180,10 @@ export function haversineM(lat1: number, lon1: number, lat2: number, lon2: numbe
   return 2 * EARTH_RADIUS_M * Math.asin(Math.min(1, Math.sqrt(a)));
 }
 
-/** The worker's checks, which need a clock and the driver's previous accepted fix. */
+/**
+ * The checks that need a clock (and, given one, a previous fix). The worker and the API call it without a previous
+ * fix: speed is judged in SQL against the driver's last accepted position, which only the database knows.
+ */
 export function checkInContext(p: DevicePosition, previous: LastFix | undefined, limits: ContextLimits) {
   const tMs = p.tst * 1000;
   if (tMs > limits.nowMs + limits.maxFutureSkewMs) return "future_timestamp" as const;

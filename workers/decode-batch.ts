@@ -1,18 +1,13 @@
 /**
- * Kafka messages → staging rows: decodes each record, runs the worker's context checks (clock, accuracy, implied
- * speed against the driver's last accepted fix) and computes the H3 cell. Pure apart from the fix cache it reads.
+ * Kafka messages → staging rows: decodes each record, runs the worker's clock and accuracy checks and computes the H3
+ * cell. Pure. Speed (fix to fix from the driver's last accepted position) and the fix's time against when the bridge
+ * received it are judged in SQL (migration 0008), which sees every accepted fix; the worker's own clock check
+ * stays as a guard against a producer whose received_ms is itself ahead (30 s against this process's clock).
  */
 import type { RejectReason } from "../lib/errors.ts";
 import { cellOf } from "../lib/h3.ts";
 import type { ConsumedMessage } from "../lib/kafka.ts";
-import {
-  checkDevicePosition,
-  checkInContext,
-  DEFAULT_LIMITS,
-  isUuid,
-  type LastFix,
-  type PositionRecord,
-} from "../lib/position.ts";
+import { checkDevicePosition, checkInContext, DEFAULT_LIMITS, isUuid, type PositionRecord } from "../lib/position.ts";
 
 export interface StagedPosition {
   seq: number;
@@ -32,6 +27,8 @@ export interface StagedPosition {
 
 export interface Reject {
   message: number;
+  /** The position's index in its message's list; absent when the whole message is refused. */
+  index?: number;
   reason: RejectReason;
   detail: string;
 }
@@ -39,27 +36,14 @@ export interface Reject {
 export interface DecodedBatch {
   rows: StagedPosition[];
   rejects: Reject[];
+  /** positionIndex[seq]: the staged row's index in its message's list, to name it in a dead letter. */
+  positionIndex: number[];
 }
 
-/** What the decoder needs of the fix cache: the last accepted fix, and a count of speed rejections in a row. */
-export interface FixMemory {
-  get(driverId: string): LastFix | undefined;
-  /** Counts one more impossible jump for the driver; returns how many in a row. */
-  strike(driverId: string): number;
-}
-
-/** After this many "impossible" jumps in a row, the old anchor is the outlier: accept and re-anchor. */
-export const STRIKES_TO_REANCHOR = 3;
-
-export function decodeBatch(
-  messages: ConsumedMessage[],
-  fixes: FixMemory,
-  options: { nowMs: number; h3Resolution: number },
-): DecodedBatch {
+export function decodeBatch(messages: ConsumedMessage[], options: { nowMs: number; h3Resolution: number }): DecodedBatch {
   const rows: StagedPosition[] = [];
   const rejects: Reject[] = [];
-  // Positions accepted earlier in this same batch count as the previous fix too.
-  const batchFix = new Map<string, LastFix>();
+  const positionIndex: number[] = [];
   const limits = { ...DEFAULT_LIMITS, nowMs: options.nowMs };
 
   messages.forEach((m, message) => {
@@ -84,16 +68,13 @@ export function decodeBatch(
       return;
     }
     const driverId = record.driver_id.toLowerCase();
-    const ordered = [...record.positions].sort((a, b) => (a?.tst ?? 0) - (b?.tst ?? 0));
-    for (const p of ordered) {
-      const shape = checkDevicePosition(p);
-      const previous = batchFix.get(driverId) ?? fixes.get(driverId);
-      let reason = shape ?? checkInContext(p, previous, limits);
-      // One bad fix accepted as the anchor would otherwise lock a driver out for as long as the bogus distance
-      // takes at the speed limit.
-      if (reason === "impossible_speed" && fixes.strike(driverId) >= STRIKES_TO_REANCHOR) reason = undefined;
+    const ordered = record.positions
+      .map((p, index) => ({ p, index }))
+      .sort((a, b) => (a.p?.tst ?? 0) - (b.p?.tst ?? 0));
+    for (const { p, index } of ordered) {
+      const reason = checkDevicePosition(p) ?? checkInContext(p, undefined, limits);
       if (reason) {
-        rejects.push({ message, reason, detail: `tst ${p?.tst}` });
+        rejects.push({ message, index, reason, detail: `tst ${p?.tst}` });
         continue;
       }
       const recordedMs = Math.round(p.tst * 1000);
@@ -111,8 +92,8 @@ export function decodeBatch(
         receivedMs: record.received_ms,
         message,
       });
-      if (!previous || recordedMs > previous.tMs) batchFix.set(driverId, { lat: p.lat, lon: p.lon, tMs: recordedMs });
+      positionIndex.push(index);
     }
   });
-  return { rows, rejects };
+  return { rows, rejects, positionIndex };
 }

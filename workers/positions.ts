@@ -5,37 +5,25 @@
  * the procedure is idempotent, so a redelivered batch changes nothing). Rejects go to `driver-pos-dlq`.
  *
  * Back-pressure: while the database refuses a batch, the worker retries that batch with backoff and consumes
- * nothing else, so memory stays at two batches (the one applying and the next one, decoded meanwhile). On SIGTERM it finishes the current batch (or abandons it uncommitted
- * if the database is down) and leaves the group.
+ * nothing else, so memory stays at two batches (the one applying and the next one, decoded meanwhile). On SIGTERM it
+ * finishes the current batch (or abandons it uncommitted if the database is down) and leaves the group.
+ *
+ * This file is the consumer loop; the retry policy is apply-retry.ts, the isolation of refused rows
+ * isolate-refused.ts, the dead letters dead-letters.ts, the scheduled upkeep upkeep.ts.
  */
-import type { RejectReason } from "../lib/errors.ts";
 import { config } from "../lib/config.ts";
 import { connectDatabase, sqlState } from "../lib/db.ts";
-import { createBatchConsumer, createRecordProducer, sendToDlq, type ConsumedMessage, type RecordProducer } from "../lib/kafka.ts";
-import { applyPositionBatch, emptyResult, mergeResults, splitByDriver, type ApplyResult } from "./apply-batch.ts";
-import { decodeBatch, type DecodedBatch, type Reject } from "./decode-batch.ts";
-import { createFixCache } from "./fix-cache.ts";
+import { createBatchConsumer, createRecordProducer, sendToDlq, type ConsumedMessage } from "../lib/kafka.ts";
+import { applyPositionBatch, mergeResults, splitByDriver, type ApplyResult } from "./apply-batch.ts";
+import { UNKNOWN_ERROR_TRIES, withApplyRetries } from "./apply-retry.ts";
+import { deadLetters, sqlRejects } from "./dead-letters.ts";
+import { decodeBatch, type DecodedBatch } from "./decode-batch.ts";
+import { applyIsolating } from "./isolate-refused.ts";
 import { logger } from "./log.ts";
 import { createMetrics, serveMetrics } from "./metrics.ts";
+import { scheduleUpkeep } from "./upkeep.ts";
 
 const log = logger("positions");
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/**
- * Worth retrying the same batch: the database is away, restarting, overloaded, or we lost a lock race. Anything
- * else (a value the database refuses, a bug) would fail the same way again, and is isolated instead (see below).
- */
-function isTransient(error: unknown): boolean {
-  const state = sqlState(error);
-  if (state === undefined) return false;
-  return (
-    state.startsWith("08") || // connection exceptions
-    ["40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300", "53200"].includes(state) ||
-    // postgres.js and the socket name connection failures by errno-like codes
-    ["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "CONNECTION_CLOSED", "CONNECTION_ENDED",
-      "CONNECTION_DESTROYED", "CONNECT_TIMEOUT"].includes(state)
-  );
-}
 
 async function main() {
   const cfg = config();
@@ -52,7 +40,6 @@ async function main() {
     onRebalance: (event, partitions) =>
       log.info(`partitions ${event}`, { partitions: partitions.map((p) => p.partition) }),
   });
-  const fixes = createFixCache(300_000);
   const server = await serveMetrics(metrics.registry, cfg.metricsPort);
   log.info("started", { group: cfg.kafkaGroupId, topic: cfg.kafkaTopic, metricsPort: server.port });
 
@@ -62,68 +49,50 @@ async function main() {
 
   // OFFLINE_AFTER lives in tracking_settings from here on, so the sweep and assignment (called by the API) agree.
   await sql`update tracking_settings set offline_after_s = ${cfg.offlineAfterSeconds} where id = 1`;
-  const maintenance = setInterval(() => {
-    sql`select sweep_offline_drivers()`.catch(() => {});
-  }, 5_000);
-  const housekeeping = setInterval(() => {
-    sql`select ensure_trail_partitions(now(), now() + interval '1 day'), drop_old_trail_partitions()`.catch(() => {});
-  }, 3_600_000);
-  const lagTimer = setInterval(() => {
-    consumer
-      .lag()
-      .then((lag) => metrics.consumerLag.set([...lag.values()].reduce((a, b) => a + b, 0)))
-      .catch(() => {});
-  }, 2_000);
+  const upkeep = scheduleUpkeep(
+    [
+      { name: "sweep_offline_drivers", everyMs: 5_000, run: () => sql`select sweep_offline_drivers()` },
+      {
+        name: "trail_partitions",
+        everyMs: 3_600_000,
+        run: () => sql`select ensure_trail_partitions(now(), now() + interval '1 day'), drop_old_trail_partitions()`,
+      },
+      {
+        name: "consumer_lag",
+        everyMs: 2_000,
+        run: async () => metrics.consumerLag.set([...(await consumer.lag()).values()].reduce((a, b) => a + b, 0)),
+      },
+    ],
+    (job, error) => {
+      metrics.upkeepFailures.inc({ job });
+      log.warn("upkeep failed", { job, error: String(error) });
+    },
+  );
 
-  /** Applies rows, retrying with backoff while the database is away; throws what a retry cannot fix. */
-  async function applyTransientRetry(rows: DecodedBatch["rows"]): Promise<ApplyResult | undefined> {
-    let backoff = 100;
-    for (;;) {
-      try {
-        return await applyPositionBatch(sql, rows);
-      } catch (error) {
-        if (!isTransient(error)) throw error;
-        metrics.retries.inc({ cause: sqlState(error) ?? "unknown" });
-        log.warn("batch apply failed; retrying", { error: String(error), backoffMs: backoff });
-        if (stopping) return undefined;
-        await sleep(backoff);
-        backoff = Math.min(backoff * 2, 5_000);
-      }
-    }
-  }
-
-  /**
-   * A batch the database refuses for its content (SQLSTATE class 22/23, say) must not stop the pipeline: halves
-   * are applied separately until each refused position stands alone, and those go to the DLQ as
-   * `rejected_by_database`. log2(batch) extra round trips, and only when it happens.
-   */
-  async function applyIsolating(rows: DecodedBatch["rows"], refused: number[]): Promise<ApplyResult | undefined> {
-    try {
-      return await applyTransientRetry(rows);
-    } catch (error) {
-      // Only content errors are isolated; a missing function or table is the deployment's fault: stop, commit nothing.
-      const state = sqlState(error);
-      const contentError = state === undefined || state.startsWith("22") || state.startsWith("23");
-      if (!contentError || rows.length === 0) throw error;
-      if (rows.length === 1) {
-        log.warn("position refused by the database", { error: String(error), driver: rows[0]!.driverId });
-        refused.push(rows[0]!.seq);
-        return emptyResult();
-      }
-      const middle = Math.ceil(rows.length / 2);
-      const first = await applyIsolating(rows.slice(0, middle), refused);
-      if (!first) return undefined;
-      const second = await applyIsolating(rows.slice(middle), refused);
-      if (!second) return undefined;
-      return mergeResults(first, second);
-    }
-  }
+  /** Applies rows in one transaction, retrying what a retry can fix (apply-retry.ts). */
+  const applyRetrying = (rows: DecodedBatch["rows"], wholeBatch: boolean) =>
+    withApplyRetries(() => applyPositionBatch(sql, rows), {
+      // An unknown error is retried on the whole batch; once it kept failing, its halves are not retried again.
+      unknownTries: wholeBatch ? UNKNOWN_ERROR_TRIES : 1,
+      isStopping: () => stopping,
+      onRetry: (error, kind, backoffMs) => {
+        metrics.retries.inc({ cause: sqlState(error) ?? kind });
+        log.warn("batch apply failed; retrying", { error: String(error), kind, backoffMs });
+      },
+    });
 
   /** Applies one batch; undefined if asked to stop while the database was away. */
   async function applyWithRetry(rows: DecodedBatch["rows"]) {
     const started = performance.now();
     const refused: number[] = [];
-    const parts = await Promise.all(splitByDriver(rows, cfg.applyConnections).map((part) => applyIsolating(part, refused)));
+    const parts = await Promise.all(
+      splitByDriver(rows, cfg.applyConnections).map((part) =>
+        applyIsolating(part, applyRetrying, (row, error) => {
+          log.warn("position refused by the database", { error: String(error), driver: row.driverId });
+          refused.push(row.seq);
+        }),
+      ),
+    );
     if (parts.some((part) => part === undefined)) return undefined;
     const result = (parts as ApplyResult[]).reduce(mergeResults);
     for (const seq of refused) {
@@ -139,12 +108,13 @@ async function main() {
   async function finishBatch(batch: InFlight, done: NonNullable<Awaited<ReturnType<typeof applyWithRetry>>>) {
     const { messages, decoded } = batch;
     const { result, applyMs, committedAt } = done;
-    const sqlRejects: Reject[] = result.rejected_seq.map((seq, i) => ({
-      message: decoded.rows[seq]!.message,
-      reason: result.rejected_reason[i] as RejectReason,
-      detail: `driver ${decoded.rows[seq]!.driverId} at ${new Date(decoded.rows[seq]!.recordedMs).toISOString()}`,
-    }));
-    await sendRejects(producer, cfg.kafkaDlqTopic, messages, [...decoded.rejects, ...sqlRejects]);
+    // One dead letter per refused message, whichever stage refused which of its positions.
+    const letters = deadLetters(messages, [
+      ...decoded.rejects,
+      ...sqlRejects(decoded, result.rejected_seq, result.rejected_reason),
+    ]);
+    await sendToDlq(producer, cfg.kafkaDlqTopic, letters);
+    metrics.deadLetters.inc(letters.length);
     try {
       consumer.commitBatch(messages);
     } catch (error) {
@@ -201,11 +171,8 @@ async function main() {
     const messages = await consumer.nextBatch(cfg.batchMaxMessages, cfg.batchMaxWaitMs);
     const decoded =
       messages.length > 0
-        ? decodeBatch(messages, fixes, { nowMs: Date.now(), h3Resolution: cfg.h3Resolution })
+        ? decodeBatch(messages, { nowMs: Date.now(), h3Resolution: cfg.h3Resolution })
         : undefined;
-    // The plausibility check of the next batch compares against these (SQL may still reject a few; that is fine
-    // for a speed check).
-    for (const row of decoded?.rows ?? []) fixes.remember(row.driverId, { lat: row.lat, lon: row.lon, tMs: row.recordedMs });
     if (inFlight) {
       const done = await inFlight.applying;
       if (!done) break; // stopping while the database is down: leave the batch uncommitted for the next owner
@@ -219,34 +186,13 @@ async function main() {
     if (done) await finishBatch(inFlight, done);
   }
 
-  clearInterval(maintenance);
-  clearInterval(housekeeping);
-  clearInterval(lagTimer);
+  upkeep.stop();
   log.info("stopping");
   await consumer.disconnect();
   await producer.disconnect();
   await sql.end({ timeout: 5 });
   server.close();
   process.exit(0);
-}
-
-async function sendRejects(
-  producer: RecordProducer,
-  topic: string,
-  messages: ConsumedMessage[],
-  rejects: Reject[],
-) {
-  await sendToDlq(
-    producer,
-    topic,
-    rejects.map((r) => ({
-      key: messages[r.message]!.key?.toString() ?? null,
-      value: messages[r.message]!.value ?? Buffer.alloc(0),
-      reason: r.reason,
-      source: `kafka:${messages[r.message]!.topic}/${messages[r.message]!.partition}@${messages[r.message]!.offset}`,
-      detail: r.detail,
-    })),
-  );
 }
 
 if (import.meta.main || process.argv[1]?.endsWith("positions.js")) {

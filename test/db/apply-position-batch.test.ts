@@ -53,7 +53,7 @@ test("fresh positions move drivers online; unknown drivers, in-batch repeats are
     row(driverA, 40, 40.701, -74.0),
     row(driverA, 40, 40.701, -74.0),
     row(unknown, 40, 40.70, -74.0),
-    row(driverB, 45, 40.7503, -73.9934),
+    row(driverB, 120, 40.7503, -73.9934),
   ]));
   expect(r).toMatchObject({ staged: 5, applied: 3, duplicate: 1, out_of_order: 0, unknown_driver: 1, transitions: 2 });
   expect(r.rejected_seq).toEqual([3]);
@@ -90,7 +90,7 @@ test("assignment takes the nearest driver; the restaurant geofence fires; ETA fo
   expect(assigned!.driver_id).toBe(driverB);
   expect((await state(driverB)).status).toBe("assigned");
 
-  const r = await applyPositionBatch(db.sql, batch([row(driverB, 10, RESTAURANT.lat, RESTAURANT.lon + 0.0003, { speedKmh: 18 })]));
+  const r = await applyPositionBatch(db.sql, batch([row(driverB, 100, RESTAURANT.lat, RESTAURANT.lon + 0.0003, { speedKmh: 18 })]));
   expect(r).toMatchObject({ applied: 1, transitions: 1, orders_notified: 1 });
   expect((await state(driverB)).status).toBe("at_restaurant");
   const [order] = await db.sql<{ eta_seconds: number }[]>`
@@ -101,6 +101,7 @@ test("assignment takes the nearest driver; the restaurant geofence fires; ETA fo
 
   await db.sql`select order_transition(${orderId}, 'pickup')`;
   expect((await state(driverB)).status).toBe("delivering");
+  // 2.2 km in 95 s: a plausible ride (position trust refuses faster ones, see position-trust.test.ts).
   await applyPositionBatch(db.sql, batch([row(driverB, 5, DELIVERY.lat + 0.0002, DELIVERY.lon, { speedKmh: 20 })]));
   expect((await state(driverB)).status).toBe("arriving");
   const [{ status }] = (await db.sql`select status from order_transition(${orderId}, 'deliver')`) as unknown as [

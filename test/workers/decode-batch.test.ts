@@ -2,8 +2,7 @@
 import { expect, test } from "bun:test";
 import { cellOf } from "../../lib/h3.ts";
 import type { ConsumedMessage } from "../../lib/kafka.ts";
-import { decodeBatch, STRIKES_TO_REANCHOR } from "../../workers/decode-batch.ts";
-import { createFixCache } from "../../workers/fix-cache.ts";
+import { decodeBatch } from "../../workers/decode-batch.ts";
 
 const ID = "6b1b6f0e-1111-4222-8333-944455556666";
 const NOW_MS = 1_764_000_000_000;
@@ -15,10 +14,8 @@ const record = (positions: unknown[]) => ({ v: 1, driver_id: ID, received_ms: NO
 const opts = { nowMs: NOW_MS, h3Resolution: 9 };
 
 test("positions become staging rows with their H3 cell, oldest first", () => {
-  const fixes = createFixCache(10);
-  const { rows, rejects } = decodeBatch(
+  const { rows, rejects, positionIndex } = decodeBatch(
     [message(record([{ lat: 40.7001, lon: -74, tst: NOW_MS / 1000 - 4 }, { lat: 40.7, lon: -74, tst: NOW_MS / 1000 - 8, vel: 20 }]))],
-    fixes,
     opts,
   );
   expect(rejects).toEqual([]);
@@ -26,6 +23,8 @@ test("positions become staging rows with their H3 cell, oldest first", () => {
   expect(rows[0]!.h3).toBe(cellOf(40.7, -74, 9));
   expect(rows[0]!.speedKmh).toBe(20);
   expect(rows.map((r) => r.seq)).toEqual([0, 1]);
+  // Each staged row still knows its index in the message, to be named in a dead letter.
+  expect(positionIndex).toEqual([1, 0]);
 });
 
 test.each([
@@ -34,18 +33,32 @@ test.each([
   ["received time absurd", { ...record([]), received_ms: 1e20 }, "invalid_shape"],
   ["driver not a UUID", { ...record([{ lat: 1, lon: 1, tst: NOW_MS / 1000 }]), driver_id: "x" }, "invalid_driver_id"],
 ])("%s → %s", (_name, value, reason) => {
-  const { rows, rejects } = decodeBatch([message(value)], createFixCache(10), opts);
+  const { rows, rejects } = decodeBatch([message(value)], opts);
   expect(rows).toEqual([]);
   expect(rejects).toMatchObject([{ message: 0, reason }]);
 });
 
-test("an impossible jump is refused, but a driver is re-anchored after repeated ones (the old fix was the outlier)", () => {
-  const fixes = createFixCache(10);
-  fixes.remember(ID, { lat: 41.2, lon: -74, tMs: NOW_MS - 60_000 }); // a bogus fix ~55 km away
+test("a refused position is named by its index in the message; a whole refused message has no index", () => {
   const t = NOW_MS / 1000;
-  const attempts = Array.from({ length: STRIKES_TO_REANCHOR }, (_, i) =>
-    decodeBatch([message(record([{ lat: 40.7, lon: -74, tst: t - 30 + i }]))], fixes, opts),
+  const { rows, rejects, positionIndex } = decodeBatch(
+    [
+      message(record([{ lat: 40.7, lon: -74, tst: t - 2 }, { lat: 40.7, lon: -74, tst: t + 3_600 }, { lat: 40.7, lon: -74, tst: t - 1, acc: 5_000 }])),
+      message("{", 1),
+    ],
+    opts,
   );
-  for (const early of attempts.slice(0, -1)) expect(early.rejects).toMatchObject([{ reason: "impossible_speed" }]);
-  expect(attempts.at(-1)!.rows.length).toBe(1);
+  expect(rows.length).toBe(1);
+  expect(positionIndex).toEqual([0]);
+  expect(rejects).toMatchObject([
+    { message: 0, index: 2, reason: "low_accuracy" },
+    { message: 0, index: 1, reason: "future_timestamp" },
+    { message: 1, reason: "malformed_json" },
+  ]);
+  expect(rejects[2]!.index).toBeUndefined();
+});
+
+test("speed is not the decoder's to judge any more (SQL judges it from the last accepted position)", () => {
+  const t = NOW_MS / 1000;
+  const far = [{ lat: 40.7, lon: -74, tst: t - 20 }, { lat: 41.2, lon: -74, tst: t - 10 }];
+  expect(decodeBatch([message(record(far))], opts).rows.length).toBe(2);
 });

@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import mqtt, { type MqttClient } from "mqtt";
 import { config } from "../../lib/config.ts";
+import { parseRefused } from "../../lib/dead-letter.ts";
 import { freshDatabase, type TestDatabase } from "../support/db.ts";
 import { readTopic } from "../support/kafka-cli.ts";
 import { eventually, startNodeWorker, type WorkerProcess } from "../support/node-workers.ts";
@@ -154,5 +155,58 @@ describe("pipeline", () => {
       select count(*)::int n from driver_state
       where driver_id <> ${drivers[999]!} and position_at <> to_timestamp(${base + 19 * 4})`;
     expect(stale!.n).toBe(0);
+  });
+
+  // One dead letter per refused message, its bytes once, however many of its positions were refused; a later
+  // message of the same driver from the same producer marks when everything of the first has been written.
+  const lettersOf = async (driverId: string) => (await readTopic(dlq)).filter((l) => l.key === driverId);
+  const refusedIndexes = (header: string) => parseRefused(header).map((r) => r.index);
+
+  test("the bridge: 1 good + 499 bad positions in one message → one dead letter listing the 499", async () => {
+    const id = drivers[998]!;
+    const now = Math.floor(Date.now() / 1000);
+    const payload = JSON.stringify([
+      { ...position(998, 16), tst: now - 100 },
+      ...Array.from({ length: 499 }, (_, i) => ({ lat: 123, lon: -74, tst: now - 99 + i / 100 })),
+    ]);
+    await publisher.publishAsync(`${PREFIX}drivers/${id}/location`, payload, { qos: 1 });
+    await publisher.publishAsync(`${PREFIX}drivers/${id}/location`, "{sentinel", { qos: 1 });
+    // A whole refused message has no driver to key it by: found by its bytes.
+    await eventually(async () => (await readTopic(dlq)).some((l) => l.value === "{sentinel"), 30_000, "the sentinel");
+    const letters = await lettersOf(id);
+    expect(letters.length).toBe(1);
+    expect(letters[0]!.reason).toBe("invalid_coordinates");
+    expect(letters[0]!.refused).toBe("1-499:invalid_coordinates");
+    expect(letters[0]!.value).toBe(payload);
+    await eventually(
+      async () => (await db.sql`select 1 from driver_state where driver_id = ${id} and position_at = to_timestamp(${now - 100})`)
+        .length === 1,
+      30_000,
+      "the good position applied",
+    );
+  });
+
+  test("the worker: 1 good + 499 positions SQL refuses (dated ahead of their receipt) → one dead letter", async () => {
+    const id = drivers[997]!;
+    const now = Date.now() / 1000;
+    // Within the worker's own 30 s clock check, beyond the database's 2 s skew over the bridge's receive time.
+    const payload = JSON.stringify([
+      { ...position(997, 16), tst: Math.floor(now) - 50 },
+      ...Array.from({ length: 499 }, (_, i) => ({ ...position(997, 16), tst: Math.floor(now) + 10 + i * 0.03 })),
+    ]);
+    await publisher.publishAsync(`${PREFIX}drivers/${id}/location`, payload, { qos: 1 });
+    await eventually(async () => (await lettersOf(id)).length > 0, 30_000, "the dead letter");
+    const sentinel = JSON.stringify({ ...position(997, 16), tst: Math.floor(Date.now() / 1000) + 20 });
+    await publisher.publishAsync(`${PREFIX}drivers/${id}/location`, sentinel, { qos: 1 });
+    await eventually(async () => (await lettersOf(id)).length > 1, 30_000, "the sentinel's dead letter");
+    const [letter, ...others] = await lettersOf(id);
+    expect(others.length).toBe(1); // the sentinel's
+    expect(letter!.reason).toBe("future_timestamp");
+    expect(refusedIndexes(letter!.refused)).toEqual(Array.from({ length: 499 }, (_, i) => i + 1));
+    // The Kafka record's bytes, once: about the phone's payload, not 499 copies of it.
+    expect(letter!.value.length).toBeLessThan(payload.length * 2);
+    expect(JSON.parse(letter!.value).positions.length).toBe(500);
+    const [row] = await db.sql<{ at: Date }[]>`select position_at at from driver_state where driver_id = ${id}`;
+    expect(row!.at.getTime()).toBe((Math.floor(now) - 50) * 1000);
   });
 });
