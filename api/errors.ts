@@ -6,6 +6,7 @@
 import { Elysia, ValidationError } from "elysia";
 import { sqlState } from "../lib/db.ts";
 import { AppError } from "../lib/errors.ts";
+import { bodyLimits } from "./body-limits.ts";
 
 const SQLSTATE_CODES = {
   T1001: "TRANSITION_REFUSED",
@@ -13,7 +14,21 @@ const SQLSTATE_CODES = {
   T1404: "NOT_FOUND",
   T1409: "NO_DRIVER_AVAILABLE",
   T1422: "VALIDATION",
+  // Class 22 (data exception) and 23 (integrity) are what input can provoke: the caller's to fix, never a 500.
   "22P02": "VALIDATION", // invalid text representation, e.g. a malformed uuid that slipped past the schema
+  "22P05": "VALIDATION", // untranslatable character: \u0000 in text or jsonb
+  "22021": "VALIDATION", // character not in repertoire (bytes that are not UTF-8)
+  "22001": "VALIDATION", // string too long for its column
+  "22003": "VALIDATION", // numeric value out of range
+  "22007": "VALIDATION", // invalid datetime format
+  "22008": "VALIDATION", // datetime field overflow
+  "22023": "VALIDATION", // invalid parameter value (e.g. a PostGIS coordinate)
+  "22026": "VALIDATION", // string data length mismatch
+  "2201E": "VALIDATION", // invalid argument for a logarithm (ST_ functions given degenerate input)
+  "23502": "VALIDATION", // not null: a required value missing
+  "23514": "VALIDATION", // check constraint
+  "23505": "CONFLICT", // unique: it exists already
+  "23503": "NOT_FOUND", // foreign key: something the input refers to does not exist
 } as const;
 
 // postgres.js and socket errors when the database is unreachable: retrying later can help, the input was fine.
@@ -63,6 +78,8 @@ function fromElysia(code: string | number, error: unknown): AppError | undefined
     case "NOT_FOUND":
       return new AppError("NOT_FOUND", "no such route");
     case "PARSE":
+      // A refusal of api/body-limits.ts (413, 415, depth), wrapped by Elysia on its way out of the parse hook.
+      if (error instanceof Error && error.cause instanceof AppError) return error.cause;
       return new AppError("VALIDATION", "the body is not valid for its content type (malformed JSON?)");
     case "VALIDATION": {
       const v = error as ValidationError;
@@ -77,7 +94,11 @@ function fromElysia(code: string | number, error: unknown): AppError | undefined
   return undefined;
 }
 
-export const errorHandler = new Elysia({ name: "error-handler" }).onError({ as: "global" }, ({ code, error, set }) => {
+/**
+ * The error boundary of the app: one error shape for everything, and the body limits, which are part of never
+ * answering bad input with a 500 or a stall (they refuse before parsing, their refusals come out through here).
+ */
+export const errorHandler = new Elysia({ name: "error-handler" }).use(bodyLimits).onError({ as: "global" }, ({ code, error, set }) => {
   // AppError first: its codes (NOT_FOUND, VALIDATION) are also names Elysia gives its own errors.
   const appError = error instanceof AppError ? error : (fromElysia(code, error) ?? toAppError(error));
   if (appError.code === "INTERNAL") console.error("[api] internal error:", appError.cause ?? appError);

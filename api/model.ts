@@ -25,6 +25,11 @@ export const LatLon = t.Object({
 });
 
 export const errorResponses = { 400: ErrorModel, 404: ErrorModel, 503: ErrorModel } as const;
+/**
+ * What a route with a body can answer besides: over its size (413, api/body-limits.ts), not JSON (415), valid but
+ * beyond a business rule (422: ORDER_LIMIT, POSITION_REJECTED).
+ */
+export const bodyErrorResponses = { 413: ErrorModel, 415: ErrorModel, 422: ErrorModel } as const;
 
 /** ISO time or null: postgres.js gives Date objects, the JSON contract gives strings. */
 export const isoOrNull = (value: Date | null): string | null => (value === null ? null : value.toISOString());

@@ -12,6 +12,20 @@ describe("toAppError", () => {
     ["T1409", "NO_DRIVER_AVAILABLE", 409],
     ["T1422", "VALIDATION", 400],
     ["22P02", "VALIDATION", 400],
+    // Class 22/23: reachable from input, so the caller's to fix (400/404/409), never a 500.
+    ["22P05", "VALIDATION", 400],
+    ["22021", "VALIDATION", 400],
+    ["22001", "VALIDATION", 400],
+    ["22003", "VALIDATION", 400],
+    ["22007", "VALIDATION", 400],
+    ["22008", "VALIDATION", 400],
+    ["22023", "VALIDATION", 400],
+    ["22026", "VALIDATION", 400],
+    ["2201E", "VALIDATION", 400],
+    ["23502", "VALIDATION", 400],
+    ["23514", "VALIDATION", 400],
+    ["23505", "CONFLICT", 409],
+    ["23503", "NOT_FOUND", 404],
   ];
   for (const [state, code, status] of table) {
     test(`SQLSTATE ${state} → ${status} ${code}, keeping the database's message`, () => {
