@@ -4,9 +4,14 @@
  */
 import { openapi } from "@elysiajs/openapi";
 import { Elysia } from "elysia";
+import type { AuthConfig } from "../lib/config.ts";
 import type { Sql } from "../lib/db.ts";
+import { orderAccess } from "./auth/order-access.ts";
+import { assertEveryRouteHasARule, authPlugin } from "./auth/plugin.ts";
+import { createTokenService } from "./auth/tokens.ts";
 import { errorHandler } from "./errors.ts";
 import type { KafkaLink } from "./kafka/link.ts";
+import type { MqttCredentialIssuer } from "./modules/drivers/credentials.ts";
 import { driversModule } from "./modules/drivers/index.ts";
 import { healthModule } from "./modules/health/index.ts";
 import { createHttpMetrics } from "./modules/health/metrics.ts";
@@ -30,14 +35,23 @@ export interface ApiDeps {
   trackCache?: TrackCacheOptions;
   kafkaSendTimeoutMs?: number;
   probeTimeoutMs?: number;
+  /** Bearer tokens: the secret(s) that verify them, issuer, audience (authConfig() in production). */
+  auth: AuthConfig;
+  /** MQTT sign-in for drivers (POST /drivers/{id}/mqtt-credentials); those routes answer 503 without it. */
+  mqttCredentials?: MqttCredentialIssuer;
+  /** The broker URL given to drivers with their MQTT credentials (config().mqttUrl in production). */
+  mqttUrl?: string;
 }
 
 export function createApp(deps: ApiDeps) {
   const cache = createTrackCacheFor(deps);
   const metrics = createHttpMetrics({ liveSubscribers: () => deps.feed.subscribers, trackCache: cache });
   const readiness = readinessService(deps);
+  const tokens = createTokenService(deps.auth);
+  const auth = authPlugin(tokens);
+  const access = orderAccess(deps.sql);
 
-  return new Elysia()
+  const app = new Elysia()
     .use(errorHandler)
     .use(metrics.plugin)
     .use(
@@ -47,15 +61,24 @@ export function createApp(deps: ApiDeps) {
           info: {
             title: "Driver tracking API",
             version: "1.0.0",
-            description: "Real-time food-delivery driver tracking: orders, drivers, live tracking, health.",
+            description:
+              "Real-time food-delivery driver tracking: orders, drivers, live tracking, health. Every route but " +
+              "/health, /ready and /openapi needs a bearer token (JWT, roles customer, restaurant, driver, " +
+              "operations, tracker); the track routes also take it as `?token=`.",
+          },
+          components: {
+            securitySchemes: { bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" } },
           },
         },
       }),
     )
-    .use(healthModule({ readiness, registry: metrics.registry }))
-    .use(trackingModule({ ...deps, cache }))
-    .use(driversModule(deps))
-    .use(ordersModule(deps));
+    .use(healthModule({ readiness, registry: metrics.registry, auth }))
+    .use(trackingModule({ ...deps, cache, auth, access }))
+    .use(driversModule({ ...deps, auth, mqttUrl: deps.mqttUrl ?? "mqtt://127.0.0.1:1883" }))
+    .use(ordersModule({ sql: deps.sql, auth, access, tokens, trackingLinkTtlSeconds: deps.auth.trackingLinkTtlSeconds }));
+  // Deny by default: a route that forgot to say who may call it stops the API from starting.
+  assertEveryRouteHasARule(app.routes);
+  return app;
 }
 
 export type App = ReturnType<typeof createApp>;

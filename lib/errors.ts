@@ -27,8 +27,15 @@ export const ERROR_CODES = {
   VALIDATION: { status: 400, retriable: false },
   INVALID_ID: { status: 400, retriable: false },
   INVALID_POSITION: { status: 400, retriable: false },
+  UNAUTHENTICATED: { status: 401, retriable: false }, // no bearer token, or one that is malformed, forged or expired
+  FORBIDDEN: { status: 403, retriable: false }, // a valid token whose role or subject does not cover the resource
   NOT_FOUND: { status: 404, retriable: false },
+  CONFLICT: { status: 409, retriable: false }, // the value already exists (a unique key)
   TRANSITION_REFUSED: { status: 409, retriable: false },
+  PAYLOAD_TOO_LARGE: { status: 413, retriable: false }, // the body is over its route's limit
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, retriable: false }, // a body that is not JSON where JSON is expected
+  ORDER_LIMIT: { status: 422, retriable: false }, // a valid order beyond a business limit (total, distance)
+  POSITION_REJECTED: { status: 422, retriable: false }, // well-formed positions the clock or accuracy rules refuse
   NO_DRIVER_AVAILABLE: { status: 409, retriable: true },
   UPSTREAM_UNAVAILABLE: { status: 503, retriable: true },
   INTERNAL: { status: 500, retriable: true },

@@ -2,7 +2,9 @@
  * The mocked mobile app's view of the HTTP API (DESIGN.md, HTTP). It reads answers leniently — the order at the top
  * level or under `order`, the driver as `driver_id` or `driver.id` — because only the documented contract is fixed.
  */
+import type { Role } from "../api/auth/principal.ts";
 import type { LatLon } from "./cities.ts";
+import type { IdentityProvider } from "./identity.ts";
 import type { OrderItem } from "./names.ts";
 
 export class ApiError extends Error {
@@ -32,11 +34,30 @@ export interface OrderView {
 /** `assign` retries the nearest-driver search for a confirmed order that got no driver. */
 export type OrderEvent = "confirm" | "assign" | "pickup" | "deliver" | "cancel";
 
+/** Who takes a step: the order's restaurant (confirm, assign), driver (pickup, deliver) or customer (cancel). */
+export interface Actor {
+  role: Exclude<Role, "operations" | "tracker">;
+  id: string;
+}
+
+/** What POST /drivers/{id}/mqtt-credentials answers: the phone's MQTT sign-in. */
+export interface MqttSignIn {
+  username: string;
+  password: string;
+  client_id: string;
+  mqtt_url: string;
+}
+
 export interface ApiClient {
+  /** As the order's customer. */
   placeOrder(order: PlaceOrder): Promise<OrderView>;
-  orderEvent(orderId: string, event: OrderEvent): Promise<OrderView>;
-  /** The driver's state (`available`, `at_restaurant`, …) as GET /drivers/{id} reports it. */
+  orderEvent(orderId: string, event: OrderEvent, actor: Actor): Promise<OrderView>;
+  /** The driver's state (`available`, `at_restaurant`, …) as GET /drivers/{id} reports it (as the driver). */
   driverState(driverId: string): Promise<string | undefined>;
+  /** The driver signs in to MQTT: credentials that publish only under drivers/{id}/. */
+  mqttSignIn(driverId: string): Promise<MqttSignIn>;
+  /** The driver's MQTT credentials stop working (sign-off). */
+  mqttSignOff(driverId: string): Promise<void>;
 }
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
@@ -58,15 +79,21 @@ export function readDriverState(body: unknown): string | undefined {
   return str(inner.state) ?? str(inner.status) ?? (isRecord(inner.state) ? str(inner.state.status) : undefined);
 }
 
-export function createApiClient(baseUrl: string, timeoutMs = 10_000): ApiClient {
+/**
+ * `identities` signs each call as the person making it (sim/identity.ts, the IdP stand-in); without it calls carry
+ * no token (an API without authentication, or a test server).
+ */
+export function createApiClient(baseUrl: string, timeoutMs = 10_000, identities?: IdentityProvider): ApiClient {
   const base = baseUrl.replace(/\/+$/, "");
 
-  async function call(method: string, path: string, body?: unknown): Promise<unknown> {
+  async function call(method: string, path: string, as: Actor, body?: unknown): Promise<unknown> {
+    const headers: Record<string, string> = body === undefined ? {} : { "content-type": "application/json" };
+    if (identities) headers.authorization = `Bearer ${await identities.tokenFor(as.role, as.id)}`;
     let response: Response;
     try {
       response = await fetch(`${base}${path}`, {
         method,
-        headers: body === undefined ? {} : { "content-type": "application/json" },
+        headers,
         body: body === undefined ? null : JSON.stringify(body),
         signal: AbortSignal.timeout(timeoutMs),
       });
@@ -91,9 +118,16 @@ export function createApiClient(baseUrl: string, timeoutMs = 10_000): ApiClient 
     return json;
   }
 
+  const driver = (id: string): Actor => ({ role: "driver", id });
   return {
-    placeOrder: async (order) => readOrder(await call("POST", "/orders", order)),
-    orderEvent: async (orderId, event) => readOrder(await call("POST", `/orders/${orderId}/${event}`)),
-    driverState: async (driverId) => readDriverState(await call("GET", `/drivers/${driverId}`)),
+    placeOrder: async (order) =>
+      readOrder(await call("POST", "/orders", { role: "customer", id: order.customer_id }, order)),
+    orderEvent: async (orderId, event, actor) => readOrder(await call("POST", `/orders/${orderId}/${event}`, actor)),
+    driverState: async (driverId) => readDriverState(await call("GET", `/drivers/${driverId}`, driver(driverId))),
+    mqttSignIn: async (driverId) =>
+      (await call("POST", `/drivers/${driverId}/mqtt-credentials`, driver(driverId))) as MqttSignIn,
+    async mqttSignOff(driverId) {
+      await call("DELETE", `/drivers/${driverId}/mqtt-credentials`, driver(driverId));
+    },
   };
 }

@@ -5,6 +5,10 @@
  *   bun run simulate -- --drivers 2000 [--drivers-file drivers.json] [--rate-hz 0.25] [--batch 1] [--compact]
  *                       [--orders-per-min 60] [--api http://127.0.0.1:8000] [--duration 0] [--city nyc]
  *
+ * With --sign-in every driver signs in through the API for MQTT credentials of its own and connects with them, one
+ * connection each, as phones do (the demo). Without it, drivers share connections (--per-connection) under the
+ * user in --mqtt / MQTT_URL: the dev stack's loadgen or tester identity, which a production broker does not have.
+ *
  * Every 5 s one line reports the offered and the broker-acknowledged rate. SIGINT/SIGTERM stop cleanly.
  * The core is a library: import { startFleet } from "sim/fleet.ts".
  */
@@ -12,6 +16,8 @@ import { parseArgs } from "node:util";
 import { config } from "../lib/config.ts";
 import { connectDatabase, type Sql } from "../lib/db.ts";
 import { createApiClient } from "./api-client.ts";
+import { simIdentityProvider } from "./identity.ts";
+import { signInFleet } from "./mqtt-sign-in.ts";
 import { cityByName } from "./cities.ts";
 import { startOrderFlow, type OrderFlow, type OrderFlowStats } from "./order-flow.ts";
 import { startFleet, type FleetStats } from "./simulated-fleet.ts";
@@ -37,6 +43,7 @@ export function parseFleetArgs(argv: string[]) {
       "rate-hz": { type: "string" },
       batch: { type: "string" },
       compact: { type: "boolean" },
+      "sign-in": { type: "boolean" },
       "orders-per-min": { type: "string" },
       api: { type: "string" },
       mqtt: { type: "string" },
@@ -60,6 +67,7 @@ export function parseFleetArgs(argv: string[]) {
     rateHz: positiveNumber(values["rate-hz"], "rate-hz", 0.25),
     batch: Math.floor(positiveNumber(values.batch, "batch", 1)),
     compact: values.compact ?? false,
+    signIn: values["sign-in"] ?? false,
     ordersPerMin: positiveNumber(values["orders-per-min"], "orders-per-min", 60, true),
     apiUrl: values.api ?? config().driverApiUrl,
     mqttUrl: values.mqtt ?? config().mqttUrl,
@@ -83,7 +91,8 @@ export function formatReport(prev: FleetStats, cur: FleetStats, orders: OrderFlo
     `offered ${offered}/s (target ${Math.round(cur.targetRate)}/s)`,
     `sent ${sent}/s (${offered > 0 ? ((100 * sent) / offered).toFixed(1) : "-"}%)`,
     `in flight ${cur.inFlight}${cur.buffered > 0 ? `, buffered ${cur.buffered}` : ""}` +
-      `, dropped ${cur.dropped - prev.dropped}, shed ${cur.shed - prev.shed}, errors ${cur.errors}`,
+      `, dropped ${cur.dropped - prev.dropped}, shed ${cur.shed - prev.shed}, errors ${cur.errors}` +
+      (Object.keys(cur.refused ?? {}).length > 0 ? `, refused ${JSON.stringify(cur.refused)}` : ""),
   ];
   if (orders) {
     parts.push(
@@ -94,7 +103,7 @@ export function formatReport(prev: FleetStats, cur: FleetStats, orders: OrderFlo
   return parts.join(" | ");
 }
 
-const USAGE = `usage: bun run simulate -- [--drivers N] [--drivers-file FILE] [--rate-hz 0.25] [--batch N] [--compact]
+const USAGE = `usage: bun run simulate -- [--drivers N] [--drivers-file FILE] [--rate-hz 0.25] [--batch N] [--compact] [--sign-in]
                           [--orders-per-min 60] [--api URL] [--mqtt URL] [--duration S] [--city nyc|sf]
                           [--seed N] [--per-connection 500] [--qos 0|1] [--report-s 5]`;
 
@@ -121,12 +130,18 @@ async function main(): Promise<void> {
     console.warn(`[fleet] only ${drivers.length} drivers available, simulating those`);
   }
 
+  // Phones sign in first (the API issues each its own MQTT credentials), then connect with them.
+  const signedIn = args.signIn
+    ? await signInFleet(createApiClient(args.apiUrl, 30_000, simIdentityProvider()), drivers.map((d) => d.id))
+    : undefined;
+  if (signedIn) console.log(`[fleet] ${signedIn.length} drivers signed in through ${args.apiUrl} for their MQTT credentials`);
   const fleet = await startFleet({
     drivers,
+    ...(signedIn ? { driverCredentials: signedIn } : {}),
     rateHz: args.rateHz,
     batch: args.batch,
     compact: args.compact,
-    mqttUrl: args.mqttUrl,
+    mqttUrl: signedIn?.[0]?.mqtt_url ?? args.mqttUrl,
     city: args.city,
     qos: args.qos,
     driversPerConnection: args.perConnection,
@@ -144,7 +159,8 @@ async function main(): Promise<void> {
       console.warn("[fleet] no customers or restaurants in the database: not placing orders");
     } else {
       orderFlow = startOrderFlow({
-        api: createApiClient(args.apiUrl),
+        // Each customer, restaurant and driver calls with its own token (sim/identity.ts: the IdP stand-in).
+        api: createApiClient(args.apiUrl, undefined, simIdentityProvider()),
         fleet,
         city: args.city,
         ...places,

@@ -4,7 +4,7 @@
  * arrive (driver state `at_restaurant`), drives to the door and hands over once the state says `arriving`.
  * Each order is one async story; a refusal (409) ends that story with a log line, never the simulator.
  */
-import { ApiError, type ApiClient, type OrderEvent } from "./api-client.ts";
+import { type Actor, ApiError, type ApiClient, type OrderEvent } from "./api-client.ts";
 import { pointNear, type City, type LatLon } from "./cities.ts";
 import { orderItems } from "./names.ts";
 import { createRng, type Rng } from "./random.ts";
@@ -21,7 +21,7 @@ export interface DispatchableFleet {
 }
 
 export interface OrderFlowOptions {
-  api: ApiClient;
+  api: Pick<ApiClient, "placeOrder" | "orderEvent" | "driverState">;
   fleet: DispatchableFleet;
   city: City;
   customers: readonly Place[];
@@ -125,25 +125,27 @@ export function startOrderFlow(options: OrderFlowOptions): OrderFlow {
     throw new StateTimeout(`driver ${driverId} not ${wanted} after ${stateTimeoutMs / 1000} s (last ${seen})`);
   }
 
-  async function tryCancel(orderId: string): Promise<void> {
+  /** The customer cancels (it may: rules in api/modules/orders/index.ts). */
+  async function tryCancel(orderId: string, customerId: string): Promise<void> {
     try {
-      await api.orderEvent(orderId, "cancel");
+      await api.orderEvent(orderId, "cancel", { role: "customer", id: customerId });
       counts.cancelled++;
     } catch {
       // Too late to cancel (picked up) or the API is gone: nothing more this story can do.
     }
   }
 
-  async function step(orderId: string, event: OrderEvent) {
-    return api.orderEvent(orderId, event);
+  async function step(orderId: string, event: OrderEvent, actor: Actor) {
+    return api.orderEvent(orderId, event, actor);
   }
 
   /** The driver confirm (or a later assign) gave the order; null when nobody was free each time. */
-  async function findDriver(orderId: string): Promise<string | null> {
+  async function findDriver(orderId: string, restaurantId: string): Promise<string | null> {
+    const restaurant: Actor = { role: "restaurant", id: restaurantId };
     for (let attempt = 0; attempt <= assignRetries; attempt++) {
       if (attempt > 0) await sleep(assignRetryMs, abort.signal);
       try {
-        const driverId = (await step(orderId, attempt === 0 ? "confirm" : "assign")).driverId;
+        const driverId = (await step(orderId, attempt === 0 ? "confirm" : "assign", restaurant)).driverId;
         if (driverId !== null) return driverId;
       } catch (error) {
         if (!(error instanceof ApiError && error.code === "NO_DRIVER_AVAILABLE")) throw error;
@@ -176,33 +178,33 @@ export function startOrderFlow(options: OrderFlowOptions): OrderFlow {
       });
       orderId = placed.id;
       counts.placed++;
-      driverId = await findDriver(orderId);
+      driverId = await findDriver(orderId, restaurant.id);
       if (driverId === null) {
         counts.noDriver++;
         log(`[orders] ${orderId}: no driver available, cancelling`);
-        await tryCancel(orderId);
+        await tryCancel(orderId, customer.id);
         return;
       }
       if (!fleet.has(driverId)) {
         log(`[orders] ${orderId}: assigned to ${driverId}, who is not in this fleet; cancelling`);
         driverId = null;
-        await tryCancel(orderId);
+        await tryCancel(orderId, customer.id);
         return;
       }
       counts.assigned++;
       holders.set(driverId, orderId);
       await fleet.driveTo(driverId, restaurant, abort.signal);
       await waitForState(driverId, "at_restaurant");
-      await step(orderId, "pickup");
+      await step(orderId, "pickup", { role: "driver", id: driverId });
       pickedUp = true;
       counts.pickedUp++;
       await fleet.driveTo(driverId, delivery, abort.signal);
       await waitForState(driverId, "arriving");
-      await step(orderId, "deliver");
+      await step(orderId, "deliver", { role: "driver", id: driverId });
       counts.delivered++;
     } catch (error) {
       if (abort.signal.aborted) {
-        if (orderId && !pickedUp) await tryCancel(orderId);
+        if (orderId && !pickedUp) await tryCancel(orderId, customer.id);
         return;
       }
       const where = orderId ? `[orders] ${orderId}` : "[orders] new order";
@@ -213,7 +215,7 @@ export function startOrderFlow(options: OrderFlowOptions): OrderFlow {
         counts.failed++;
         log(`${where}: ${error instanceof Error ? error.message : String(error)}`);
       }
-      if (orderId && !pickedUp) await tryCancel(orderId);
+      if (orderId && !pickedUp) await tryCancel(orderId, customer.id);
     } finally {
       if (driverId && orderId && holders.get(driverId) === orderId) {
         holders.delete(driverId);

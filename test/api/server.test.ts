@@ -1,5 +1,7 @@
 /** `bun api/server.ts` as a real process: it listens, becomes ready, streams, and drains on SIGTERM. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createTokenService } from "../../api/auth/tokens.ts";
+import { authConfig } from "../../lib/config.ts";
 import { freshDatabase, type TestDatabase } from "../support/db.ts";
 import { sseReader } from "./support/sse.ts";
 import { seedCustomer, seedRestaurant } from "./support/seed.ts";
@@ -41,15 +43,17 @@ describe("api/server.ts", () => {
         async () => (await fetch(`${base}/ready`).catch(() => undefined))?.status === 200,
         30_000,
       );
-      expect(output).toContain(`listening on http://`);
+      expect(output).toContain(`listening on http://127.0.0.1:`); // API_HOST's default: loopback only
       expect(await (await fetch(`${base}/health`)).json()).toEqual({ status: "ok" });
 
       // An order, and a live stream open on it when the signal comes.
       const customerId = await seedCustomer(db.sql);
       const restaurantId = await seedRestaurant(db.sql);
+      // A customer token from the IdP stand-in (the same secret the stack gave the server).
+      const { token } = await createTokenService(authConfig()).mint("customer", customerId, { ttl: "5m" });
       const created = await fetch(`${base}/orders`, {
         method: "POST",
-        headers: { "content-type": "application/json" },
+        headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
         body: JSON.stringify({
           customer_id: customerId,
           restaurant_id: restaurantId,
@@ -58,8 +62,9 @@ describe("api/server.ts", () => {
         }),
       });
       expect(created.status).toBe(201);
-      const { id } = (await created.json()) as { id: string };
-      const live = sseReader(await fetch(`${base}/track/${id}/live`));
+      const { tracking } = (await created.json()) as { id: string; tracking: { live_url: string } };
+      // The shareable link as a browser's EventSource opens it: the token in the query, no headers.
+      const live = sseReader(await fetch(`${base}${tracking.live_url}`));
       expect((await live.nextEvent())?.event).toBe("track");
 
       proc.kill("SIGTERM");
@@ -70,5 +75,15 @@ describe("api/server.ts", () => {
     } finally {
       if (proc.exitCode === null) proc.kill("SIGKILL");
     }
+  }, 60_000);
+
+  test("refuses to start without AUTH_TOKEN_SECRET, naming it", async () => {
+    const root = new URL("../../", import.meta.url).pathname;
+    const env: Record<string, string | undefined> = { ...process.env, API_PORT: "0", DATABASE_URL: db.url };
+    delete env.AUTH_TOKEN_SECRET;
+    const proc = Bun.spawn(["bun", "api/server.ts"], { cwd: root, env, stdout: "pipe", stderr: "pipe" });
+    const [code, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
+    expect(code).not.toBe(0);
+    expect(stderr).toContain("AUTH_TOKEN_SECRET: missing");
   }, 60_000);
 });

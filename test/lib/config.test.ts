@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
 import { AppError } from "../../lib/errors.ts";
-import { parseConfig } from "../../lib/config.ts";
+import { parseAuthConfig, parseConfig } from "../../lib/config.ts";
 
 test("defaults follow DESIGN.md", () => {
   const c = parseConfig({});
@@ -31,4 +31,31 @@ test.each([
   expect(caught).toBeInstanceOf(AppError);
   expect((caught as AppError).code).toBe("CONFIG_INVALID");
   expect((caught as AppError).message).toMatch(message);
+});
+
+test("API_HOST: loopback unless configured", () => {
+  expect(parseConfig({}).apiHost).toBe("127.0.0.1");
+  expect(parseConfig({ API_HOST: "0.0.0.0" }).apiHost).toBe("0.0.0.0");
+  expect(() => parseConfig({ API_HOST: "a host" })).toThrow(/API_HOST/);
+});
+
+const SECRET = "a".repeat(48);
+test("auth: the secret comes from the environment only, with defaults for issuer, audience and link lifetime", () => {
+  expect(parseAuthConfig({ AUTH_TOKEN_SECRET: SECRET })).toEqual({
+    tokenSecret: SECRET,
+    previousTokenSecret: undefined,
+    issuer: "driver-tracking-idp",
+    audience: "driver-tracking-api",
+    trackingLinkTtlSeconds: 6 * 3600,
+    clockToleranceSeconds: 30,
+  });
+});
+
+test.each([
+  [{}, /AUTH_TOKEN_SECRET: missing/],
+  [{ AUTH_TOKEN_SECRET: "short" }, /AUTH_TOKEN_SECRET: too short/],
+  [{ AUTH_TOKEN_SECRET: SECRET, AUTH_TOKEN_SECRET_PREVIOUS: "short" }, /AUTH_TOKEN_SECRET_PREVIOUS: too short/],
+  [{ AUTH_TOKEN_SECRET: SECRET, AUTH_TRACKING_LINK_TTL: "10" }, /AUTH_TRACKING_LINK_TTL: 10 is outside/],
+])("auth config %p is refused naming the variable", (env, message) => {
+  expect(() => parseAuthConfig(env as Record<string, string>)).toThrow(message);
 });

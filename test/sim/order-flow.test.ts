@@ -1,6 +1,6 @@
 // The order stories against an in-memory API and fleet that follow the HTTP contract of DESIGN.md.
 import { describe, expect, test } from "bun:test";
-import { ApiError, type ApiClient, type OrderEvent, type PlaceOrder } from "../../sim/api-client.ts";
+import { ApiError, type OrderEvent, type PlaceOrder } from "../../sim/api-client.ts";
 import { cityByName, type LatLon } from "../../sim/cities.ts";
 import { distanceM } from "../../sim/movement.ts";
 import { startOrderFlow, type DispatchableFleet, type OrderFlowOptions, type Place } from "../../sim/order-flow.ts";
@@ -16,7 +16,7 @@ function fakeWorld(opts: { assign?: () => string | null; refuse?: OrderEvent; fl
   const calls: Call[] = [];
   const arrivedAt = new Map<string, LatLon>();
   let next = 0;
-  const api: ApiClient = {
+  const api: OrderFlowOptions["api"] = {
     async placeOrder(order: PlaceOrder) {
       calls.push(["place", order]);
       return { id: `o${++next}`, status: "created", driverId: null };
@@ -165,7 +165,7 @@ test("a driver re-assigned before the previous order's story ended keeps its new
   let releaseFirst: () => void = () => {};
   const firstDelivered = new Promise<void>((resolve) => (releaseFirst = resolve));
   let arrivedAt: LatLon | undefined;
-  const api: ApiClient = {
+  const api: OrderFlowOptions["api"] = {
     placeOrder: async () => ({ id: `o${++next}`, status: "created", driverId: null }),
     async orderEvent(orderId, event) {
       calls.push([event, orderId]);

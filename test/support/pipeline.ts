@@ -1,8 +1,11 @@
 /**
  * An ingest pipeline of its own for one test or benchmark run: its own Kafka topics, consumer group, MQTT topic
- * root and bridge identity, so runs never see each other's (or a running demo's) messages.
+ * root and bridge identity, so runs never see each other's (or a running demo's) messages. Its bridge and worker log
+ * in to Kafka as the test services `test-bridge` / `test-worker`, whose ACLs (infra/kafka/acls.conf, PREFIXED on
+ * `test-…`) cover every run's topics and group and nothing of production's: no per-run ACL call (~2 s of JVM each).
  */
 import type { Sql } from "../../lib/db.ts";
+import { serviceUrl } from "./db.ts";
 import { createTopic } from "./kafka-cli.ts";
 
 export interface IsolatedPipeline {
@@ -12,6 +15,24 @@ export interface IsolatedPipeline {
   prefix: string;
   topic: string;
   dlq: string;
+  /** `env` plus the Kafka identity of a bridge of this run (`test-bridge`). */
+  bridgeEnv: Record<string, string>;
+  /** `env` plus the Kafka identity of a position worker of this run (`test-worker`). */
+  workerEnv: Record<string, string>;
+}
+
+/** A Kafka login from the secrets bin/stack generated (test/preload.ts loads them). */
+export function kafkaIdentity(username: string, passwordSecret: string): Record<string, string> {
+  const password = process.env[passwordSecret];
+  if (!password) throw new Error(`${passwordSecret} is not set: run bin/stack up (it generates .stack/secrets.env)`);
+  return { KAFKA_USERNAME: username, KAFKA_PASSWORD: password, KAFKA_SASL_MECHANISM: "SCRAM-SHA-512" };
+}
+
+/** The MQTT login of tests' bridges and publishers: the stack's `tester` (bin/stack writes it into tools.env). */
+export function mqttTester(): Record<string, string> {
+  const url = process.env.MQTT_URL;
+  if (!url || !new URL(url).username) throw new Error("MQTT_URL has no user: run bin/stack up (it writes .stack/tools.env)");
+  return { MQTT_URL: url };
 }
 
 export async function isolatedPipeline(run: string, databaseUrl: string, partitions: number): Promise<IsolatedPipeline> {
@@ -20,22 +41,28 @@ export async function isolatedPipeline(run: string, databaseUrl: string, partiti
   const prefix = `test/${run}/`;
   await createTopic(topic, partitions);
   await createTopic(dlq, 1);
+  const env: Record<string, string> = {
+    // Workers log in as the position worker's own role (the bridge has no database): the grants of 0009 are tested.
+    DATABASE_URL: serviceUrl(databaseUrl, "tracking_worker"),
+    KAFKA_TOPIC: topic,
+    KAFKA_DLQ_TOPIC: dlq,
+    KAFKA_GROUP_ID: `test-${run}`,
+    MQTT_TOPIC_PREFIX: prefix,
+    BRIDGE_SHARE_GROUP: run,
+    BRIDGE_CLIENT_ID: run,
+    METRICS_PORT: "0",
+    // Fixture positions are minutes old; the offline sweep must not take the drivers off mid-run.
+    OFFLINE_AFTER: "86400",
+  };
   return {
     topic,
     dlq,
     prefix,
-    env: {
-      DATABASE_URL: databaseUrl,
-      KAFKA_TOPIC: topic,
-      KAFKA_DLQ_TOPIC: dlq,
-      KAFKA_GROUP_ID: `test-${run}`,
-      MQTT_TOPIC_PREFIX: prefix,
-      BRIDGE_SHARE_GROUP: run,
-      BRIDGE_CLIENT_ID: run,
-      METRICS_PORT: "0",
-      // Fixture positions are minutes old; the offline sweep must not take the drivers off mid-run.
-      OFFLINE_AFTER: "86400",
-    },
+    env,
+    // MQTT: the dev stack's test-only `tester` user (tools.env's MQTT_URL; infra/mosquitto/acl: test/# and shared
+    // groups), with this run's own client id, so a run's bridge never takes over the demo bridge's session.
+    bridgeEnv: { ...env, ...mqttTester(), ...kafkaIdentity("test-bridge", "KAFKA_TEST_BRIDGE_PASSWORD") },
+    workerEnv: { ...env, ...kafkaIdentity("test-worker", "KAFKA_TEST_WORKER_PASSWORD") },
   };
 }
 

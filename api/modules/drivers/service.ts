@@ -1,7 +1,15 @@
 import type { Sql } from "../../../lib/db.ts";
 import { AppError } from "../../../lib/errors.ts";
 import { cellToHex } from "../../../lib/h3.ts";
-import { decodePositionList, type PositionRecord } from "../../../lib/position.ts";
+import {
+  type ContextLimits,
+  checkInContext,
+  DEFAULT_LIMITS,
+  MAX_FUTURE_SKEW_AT_RECEIPT_MS,
+  type DevicePosition,
+  decodePositionList,
+  type PositionRecord,
+} from "../../../lib/position.ts";
 import type { KafkaLink } from "../../kafka/link.ts";
 import { isoOrNull } from "../../model.ts";
 import type { Driver, LocationAccepted } from "./model.ts";
@@ -61,6 +69,44 @@ export interface DriversDeps {
   kafkaSendTimeoutMs?: number;
 }
 
+/** Driver ids known to exist: PATCH is a hot fallback path, and drivers are added, not removed. Bounded, FIFO. */
+export function knownDriverCache(maxEntries = 100_000) {
+  const known = new Set<string>();
+  return {
+    has: (id: string) => known.has(id),
+    add(id: string) {
+      if (known.size >= maxEntries) known.delete(known.values().next().value as string);
+      known.add(id);
+    },
+    get size() {
+      return known.size;
+    },
+  };
+}
+
+/**
+ * The checks that need only a clock (future, too old, accuracy), so a phone hears at once instead of its fixes
+ * going to the DLQ. Speed needs the previous accepted fix and stays the database's (apply_position_batch). Rejects keep the body's indexes.
+ */
+function checkClock(
+  decoded: { positions: DevicePosition[]; rejects: LocationAccepted["rejected"] },
+  limits: ContextLimits,
+) {
+  const rejected = new Set(decoded.rejects.map((r) => r.index));
+  const refused: LocationAccepted["rejected"] = [];
+  const positions: DevicePosition[] = [];
+  let index = 0;
+  for (const position of decoded.positions) {
+    while (rejected.has(index)) index++;
+    const reason = checkInContext(position, undefined, limits);
+    if (reason) refused.push({ index, reason });
+    else positions.push(position);
+    index++;
+  }
+  const rejects = [...decoded.rejects, ...refused].sort((a, b) => a.index - b.index);
+  return { positions, rejects, refused };
+}
+
 async function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
@@ -75,6 +121,16 @@ async function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promi
 
 export function driversService(deps: DriversDeps) {
   const sendTimeoutMs = deps.kafkaSendTimeoutMs ?? 10_000;
+  const known = knownDriverCache();
+
+  /** One primary-key lookup per driver the process has not seen yet. */
+  const mustExist = async (driverId: string) => {
+    if (known.has(driverId)) return;
+    const [row] = await deps.sql<{ id: string }[]>`select id from drivers where id = ${driverId}`;
+    if (!row) throw new AppError("NOT_FOUND", `driver ${driverId} does not exist`);
+    known.add(driverId);
+  };
+
   return {
     async find(driverId: string): Promise<Driver | undefined> {
       const [row] = await deps.sql<DriverRow[]>`
@@ -101,13 +157,17 @@ export function driversService(deps: DriversDeps) {
       }
       const decoded = decodePositionList(driverId, body);
       if (!decoded.ok) throw new AppError("INVALID_POSITION", `${decoded.reason}: ${decoded.detail}`);
+      // The database's limits at receipt (received_ms is now), so HTTP and MQTT refuse the same fixes.
+      const nowMs = Date.now();
+      const limits = { ...DEFAULT_LIMITS, maxFutureSkewMs: MAX_FUTURE_SKEW_AT_RECEIPT_MS, nowMs };
+      const { positions, rejects, refused } = checkClock(decoded, limits);
+      if (positions.length === 0) {
+        const first = refused[0]!; // decoding left at least one, so the clock refused it
+        throw new AppError("POSITION_REJECTED", `${first.reason}: no position is acceptable (index ${first.index})`);
+      }
+      await mustExist(decoded.driverId);
 
-      const record: PositionRecord = {
-        v: 1,
-        driver_id: decoded.driverId,
-        received_ms: Date.now(),
-        positions: decoded.positions,
-      };
+      const record: PositionRecord = { v: 1, driver_id: decoded.driverId, received_ms: nowMs, positions };
       try {
         await withTimeout(
           deps.kafka.send(deps.positionsTopic, [{ key: decoded.driverId, value: JSON.stringify(record) }]),
@@ -117,7 +177,7 @@ export function driversService(deps: DriversDeps) {
       } catch (error) {
         throw new AppError("UPSTREAM_UNAVAILABLE", "Kafka did not take the positions; retry", { cause: error });
       }
-      return { accepted: decoded.positions.length, rejected: decoded.rejects };
+      return { accepted: positions.length, rejected: rejects };
     },
   };
 }

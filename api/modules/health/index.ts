@@ -1,5 +1,6 @@
 import { Elysia } from "elysia";
 import type { Registry } from "prom-client";
+import type { AuthPlugin } from "../../auth/plugin.ts";
 import { AppError } from "../../../lib/errors.ts";
 import { ErrorModel } from "../../model.ts";
 import { Alive, Ready } from "./model.ts";
@@ -7,9 +8,15 @@ import type { readinessService } from "./service.ts";
 
 const tags = ["health"];
 
-export function healthModule(deps: { readiness: ReturnType<typeof readinessService>; registry: Registry }) {
+export function healthModule(deps: {
+  readiness: ReturnType<typeof readinessService>;
+  registry: Registry;
+  auth: AuthPlugin;
+}) {
   return new Elysia()
+    .use(deps.auth)
     .get("/health", () => ({ status: "ok" as const }), {
+      open: true,
       response: { 200: Alive },
       detail: { tags, summary: "The process is alive" },
     })
@@ -21,6 +28,7 @@ export function healthModule(deps: { readiness: ReturnType<typeof readinessServi
         return { status: "ready" as const, checks };
       },
       {
+        open: true,
         response: { 200: Ready, 503: ErrorModel },
         detail: { tags, summary: "The database and Kafka answer (503 otherwise)" },
       },
@@ -31,6 +39,7 @@ export function healthModule(deps: { readiness: ReturnType<typeof readinessServi
         set.headers["content-type"] = deps.registry.contentType;
         return deps.registry.metrics();
       },
-      { detail: { tags, summary: "Prometheus metrics" } },
+      // Counts and latencies describe the whole fleet's traffic: operations only.
+      { auth: ["operations"], detail: { tags, summary: "Prometheus metrics (operations)" } },
     );
 }

@@ -1,4 +1,5 @@
 import type postgres from "postgres";
+import { config } from "../../../lib/config.ts";
 import { type Sql, sqlState } from "../../../lib/db.ts";
 import { AppError } from "../../../lib/errors.ts";
 import { isoOrNull } from "../../model.ts";
@@ -33,7 +34,7 @@ function toOrder(row: OrderRow): Order {
     status: row.status,
     delivery: { lat: row.delivery_lat, lon: row.delivery_lon },
     items: row.items,
-    total_cents: row.items.reduce((sum, item) => sum + item.qty * item.price_cents, 0),
+    total_cents: orderTotalCents(row.items),
     driver: row.driver_id === null ? null : { id: row.driver_id, name: row.driver_name ?? "" },
     eta_seconds: row.eta_seconds,
     created_at: row.created_at.toISOString(),
@@ -46,7 +47,21 @@ function toOrder(row: OrderRow): Order {
   };
 }
 
-export function ordersService(sql: Sql) {
+/** Business limits of a new order (config ORDER_MAX_TOTAL_CENTS, ORDER_MAX_DELIVERY_KM). */
+export interface OrderLimits {
+  maxTotalCents: number;
+  maxDeliveryKm: number;
+}
+
+export const orderLimitsFromConfig = (): OrderLimits => ({
+  maxTotalCents: config().orderMaxTotalCents,
+  maxDeliveryKm: config().orderMaxDeliveryKm,
+});
+
+export const orderTotalCents = (items: NewOrder["items"]) =>
+  items.reduce((sum, item) => sum + item.qty * item.price_cents, 0);
+
+export function ordersService(sql: Sql, limits: OrderLimits = orderLimitsFromConfig()) {
   /** The API's view of orders rows `o` (a table or a function's result), with the driver's name. */
   const selectOrder = (source: postgres.Fragment) => sql<OrderRow[]>`
     with o as (${source})
@@ -87,23 +102,42 @@ export function ordersService(sql: Sql) {
   return {
     find: (orderId: string) => one(sql`select * from orders where id = ${orderId}`, orderId),
 
+    /**
+     * The total is pure input, checked here; the distance needs the restaurant's location, so the insert itself
+     * only happens within reach (one statement, where the data is), and a second look says why when it did not.
+     */
     async create(input: NewOrder): Promise<Order> {
+      const total = orderTotalCents(input.items);
+      if (total > limits.maxTotalCents) {
+        throw new AppError("ORDER_LIMIT", `the order totals ${total} cents, above the limit of ${limits.maxTotalCents}`);
+      }
+      const delivery = () => sql`st_setsrid(st_makepoint(${input.delivery.lon}, ${input.delivery.lat}), 4326)::geography`;
+      const reachM = limits.maxDeliveryKm * 1000;
+      let rows: OrderRow[];
       try {
-        return await one(
+        rows = await selectOrder(
           sql`insert into orders (customer_id, restaurant_id, delivery_location, items)
-              values (${input.customer_id}, ${input.restaurant_id},
-                      st_setsrid(st_makepoint(${input.delivery.lon}, ${input.delivery.lat}), 4326)::geography,
-                      ${sql.json(input.items)})
+              select ${input.customer_id}, r.id, ${delivery()}, ${sql.json(input.items)}
+              from restaurants r
+              where r.id = ${input.restaurant_id} and st_dwithin(r.location, ${delivery()}, ${reachM})
               returning *`,
-          "new",
         );
       } catch (error) {
-        if (sqlState(error) !== "23503") throw error; // foreign key: the customer or the restaurant is unknown
+        if (sqlState(error) !== "23503") throw error; // foreign key: the customer is unknown
         const constraint = (error as { constraint_name?: string }).constraint_name ?? "";
         throw constraint.includes("customer")
           ? new AppError("NOT_FOUND", `customer ${input.customer_id} does not exist`, { cause: error })
           : new AppError("NOT_FOUND", `restaurant ${input.restaurant_id} does not exist`, { cause: error });
       }
+      if (rows[0]) return toOrder(rows[0]);
+      const [restaurant] = await sql<{ metres: number }[]>`
+        select st_distance(location, ${delivery()}) as metres from restaurants where id = ${input.restaurant_id}`;
+      if (!restaurant) throw new AppError("NOT_FOUND", `restaurant ${input.restaurant_id} does not exist`);
+      const km = (restaurant.metres / 1000).toFixed(1);
+      throw new AppError(
+        "ORDER_LIMIT",
+        `the delivery point is ${km} km from the restaurant, beyond the limit of ${limits.maxDeliveryKm} km`,
+      );
     },
 
     /**

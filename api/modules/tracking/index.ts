@@ -1,7 +1,9 @@
 import { Elysia } from "elysia";
 import type { Sql } from "../../../lib/db.ts";
 import { AppError } from "../../../lib/errors.ts";
-import { errorResponses } from "../../model.ts";
+import type { OrderAccess } from "../../auth/order-access.ts";
+import type { AuthPlugin, AuthRule } from "../../auth/plugin.ts";
+import { ErrorModel, errorResponses } from "../../model.ts";
 import { createTrackCache, type TrackCache, type TrackCacheOptions } from "./cache.ts";
 import type { OrderFeed } from "./feed.ts";
 import { DEFAULT_HEARTBEAT_MS, openLiveStream } from "./live.ts";
@@ -16,7 +18,15 @@ export interface TrackingDeps {
   trackCache?: TrackCacheOptions;
   /** The cache itself, when the app built it (to show it on /metrics); otherwise built here from trackCache. */
   cache?: TrackCache;
+  auth: AuthPlugin;
+  access: OrderAccess;
 }
+
+/**
+ * The order's customer and restaurant, operations, and whoever holds the order's tracking link; the token may come
+ * as `?token=` because EventSource cannot set headers and a shared link is just a URL.
+ */
+const TRACKERS: AuthRule = { roles: ["customer", "restaurant", "operations", "tracker"], tokenInQuery: true };
 
 /** GET /track's cache over the database's answer, as configured (off without options). */
 export function createTrackCacheFor(deps: Pick<TrackingDeps, "sql" | "feed" | "trackCache">): TrackCache {
@@ -29,28 +39,39 @@ export function trackingModule(deps: TrackingDeps) {
   const cache = deps.cache ?? createTrackCacheFor(deps);
 
   return new Elysia({ prefix: "/track" })
+    .use(deps.auth)
     .get(
       "/:order_id",
-      async ({ params }) => {
+      async ({ params, principal }) => {
+        await deps.access.check(principal, params.order_id);
         const track = await cache.get(params.order_id);
         if (!track) throw new AppError("NOT_FOUND", `order ${params.order_id} does not exist`);
         return track;
       },
       {
+        auth: TRACKERS,
         params: TrackParams,
-        response: { 200: Track, ...errorResponses },
+        response: { 200: Track, ...errorResponses, 401: ErrorModel, 403: ErrorModel },
         detail: { tags: ["tracking"], summary: "Where an order and its driver are now" },
       },
     )
-    .get("/:order_id/live", ({ params, request }) => openLiveStream(params.order_id, live, request.signal), {
-      params: TrackParams,
-      detail: {
-        tags: ["tracking"],
-        summary: "Live updates of one order (Server-Sent Events)",
-        description:
-          "text/event-stream. `track`: the GET /track/{order_id} answer, first and after each status change. " +
-          "`position`: {order_id, status, driver_id, driver_state, lat, lon, at, eta_seconds} when the driver " +
-          "moves. `end`: the order is delivered or cancelled and the stream closes. Comment lines are heartbeats.",
+    .get(
+      "/:order_id/live",
+      async ({ params, request, principal }) => {
+        await deps.access.check(principal, params.order_id);
+        return openLiveStream(params.order_id, live, request.signal);
       },
-    });
+      {
+        auth: TRACKERS,
+        params: TrackParams,
+        detail: {
+          tags: ["tracking"],
+          summary: "Live updates of one order (Server-Sent Events)",
+          description:
+            "text/event-stream. `track`: the GET /track/{order_id} answer, first and after each status change. " +
+            "`position`: {order_id, status, driver_id, driver_state, lat, lon, at, eta_seconds} when the driver " +
+            "moves. `end`: the order is delivered or cancelled and the stream closes. Comment lines are heartbeats.",
+        },
+      },
+    );
 }

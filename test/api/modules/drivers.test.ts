@@ -3,6 +3,7 @@ import { config } from "../../../lib/config.ts";
 import { cellOf, cellToHex } from "../../../lib/h3.ts";
 import { MAX_POSITIONS_PER_MESSAGE, type PositionRecord } from "../../../lib/position.ts";
 import { applyPositions } from "../../support/positions.ts";
+import { driver as asDriver, OPS } from "../support/auth.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
 import { createTestTopic, readTopic, type TestTopic } from "../support/kafka.ts";
 import { ORIGIN, offset, seedDriver } from "../support/seed.ts";
@@ -11,11 +12,20 @@ let h: Harness;
 let kafka: TestTopic;
 let offline: Harness; // the same API with a producer Kafka never saw
 const tst = () => Date.now() / 1000;
+const KNOWN_DRIVERS = [
+  "0f8fad5b-d9cb-469f-a165-70867728950e",
+  "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+  "5d3c2b1a-0f9e-4d8c-b7a6-958473625140",
+] as const;
+const seedKnownDrivers = (sql: Harness["sql"]) =>
+  sql`insert into drivers ${sql(KNOWN_DRIVERS.map((id) => ({ id, name: "Known" })))}`;
 
 beforeAll(async () => {
   kafka = await createTestTopic("api_drivers");
   h = await startHarness("api_drivers", { kafka: kafka.kafka, positionsTopic: kafka.topic });
   offline = await startHarness("api_drivers_offline");
+  // The drivers the PATCH tests report for: an unknown driver is refused at once (404), before Kafka.
+  for (const sql of [h.sql, offline.sql]) await seedKnownDrivers(sql);
 }, 60_000);
 afterAll(async () => {
   await h.close();
@@ -29,7 +39,7 @@ describe("GET /drivers/{driver_id}", () => {
     const id = await seedDriver(h.sql, { name: "Mo", at, positionAgeSeconds: 30 });
     const recordedAt = new Date(Date.now() - 2000);
     await applyPositions(h.sql, [{ driverId: id, ...at, recordedAt, speedKmh: 21, headingDeg: 90, accuracyM: 4, batteryPct: 77 }]);
-    const res = await h.call("GET", `/drivers/${id}`);
+    const res = await h.call("GET", `/drivers/${id}`, undefined, { as: asDriver(id) });
     expect(res.status).toBe(200);
     expect(res.body).toEqual({
       id,
@@ -56,19 +66,19 @@ describe("GET /drivers/{driver_id}", () => {
 
   test("a driver who never reported: offline, no position", async () => {
     const withState = await seedDriver(h.sql, { name: "New" });
-    expect((await h.call("GET", `/drivers/${withState}`)).body).toMatchObject({ state: "offline", position: null });
+    expect((await h.call("GET", `/drivers/${withState}`, undefined, { as: OPS })).body).toMatchObject({ state: "offline", position: null });
 
     const [bare] = await h.sql<{ id: string }[]>`insert into drivers (name) values ('No state') returning id`;
-    const res = await h.call("GET", `/drivers/${bare!.id}`);
+    const res = await h.call("GET", `/drivers/${bare!.id}`, undefined, { as: OPS });
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ state: "offline", state_since: null, position: null });
   });
 
   test("404 unknown, 400 INVALID_ID for a non-UUID", async () => {
-    const unknown = await h.call("GET", "/drivers/3f2b8c1d-4e5a-4b6c-9d7e-8f9a0b1c2d3e");
+    const unknown = await h.call("GET", "/drivers/3f2b8c1d-4e5a-4b6c-9d7e-8f9a0b1c2d3e", undefined, { as: OPS });
     expect(unknown.status).toBe(404);
     expect(unknown.body.error.code).toBe("NOT_FOUND");
-    const bad = await h.call("GET", "/drivers/driver-7");
+    const bad = await h.call("GET", "/drivers/driver-7", undefined, { as: OPS });
     expect(bad.status).toBe(400);
     expect(bad.body.error.code).toBe("INVALID_ID");
   });
@@ -76,8 +86,7 @@ describe("GET /drivers/{driver_id}", () => {
 
 describe("PATCH /drivers/{driver_id}/location", () => {
   test("202 once Kafka has ONE record per request, keyed by driver, in the bridge's format", async () => {
-    const driverA = "0f8fad5b-d9cb-469f-a165-70867728950e";
-    const driverB = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
+    const [driverA, driverB] = KNOWN_DRIVERS;
     const t0 = tst();
     const before = Date.now();
 
@@ -90,7 +99,7 @@ describe("PATCH /drivers/{driver_id}/location", () => {
       cog: 180,
       batt: 77,
       extra: "ignored",
-    });
+    }, { as: asDriver(driverA) });
     expect(single.status).toBe(202);
     expect(single.body).toEqual({ accepted: 1, rejected: [] });
 
@@ -99,7 +108,7 @@ describe("PATCH /drivers/{driver_id}/location", () => {
       { lat: 100, lon: -73.98, tst: t0 + 1 },
       { lat: 40.751, lon: -73.981, tst: t0 + 2, acc: null },
       { lat: 40.752, lon: -73.982 },
-    ]);
+    ], { as: asDriver(driverB) });
     expect(batch.status).toBe(202);
     expect(batch.body).toEqual({
       accepted: 2,
@@ -131,7 +140,7 @@ describe("PATCH /drivers/{driver_id}/location", () => {
     ]);
   });
 
-  const driver = "5d3c2b1a-0f9e-4d8c-b7a6-958473625140";
+  const driver = KNOWN_DRIVERS[2];
   const invalid: [string, string, string][] = [
     ["malformed JSON", '{"lat": 40.7,', "malformed_json"],
     ["an empty body", "", "malformed_json"],
@@ -150,7 +159,7 @@ describe("PATCH /drivers/{driver_id}/location", () => {
   ];
   for (const [what, body, reason] of invalid) {
     test(`400 INVALID_POSITION (${reason}) for ${what}`, async () => {
-      const res = await h.call("PATCH", `/drivers/${driver}/location`, body);
+      const res = await h.call("PATCH", `/drivers/${driver}/location`, body, { as: asDriver(driver) });
       expect(res.status).toBe(400);
       expect(res.body.error.code).toBe("INVALID_POSITION");
       expect(res.body.error.message).toStartWith(`${reason}: `);
@@ -158,7 +167,7 @@ describe("PATCH /drivers/{driver_id}/location", () => {
   }
 
   test("400 INVALID_ID for a non-UUID driver", async () => {
-    const res = await h.call("PATCH", "/drivers/abc/location", { lat: 1, lon: 1, tst: tst() });
+    const res = await h.call("PATCH", "/drivers/abc/location", { lat: 1, lon: 1, tst: tst() }, { as: asDriver(driver) });
     expect(res.status).toBe(400);
     expect(res.body.error.code).toBe("INVALID_ID");
   });
@@ -168,7 +177,9 @@ describe("PATCH /drivers/{driver_id}/location", () => {
   });
 
   test("503 UPSTREAM_UNAVAILABLE when Kafka does not take the record", async () => {
-    const res = await offline.call("PATCH", `/drivers/${driver}/location`, { lat: 40.7, lon: -73.9, tst: tst() });
+    const res = await offline.call("PATCH", `/drivers/${driver}/location`, { lat: 40.7, lon: -73.9, tst: tst() }, {
+      as: asDriver(driver),
+    });
     expect(res.status).toBe(503);
     expect(res.body.error).toEqual({ code: "UPSTREAM_UNAVAILABLE", message: "Kafka did not take the positions; retry" });
   });
@@ -178,9 +189,12 @@ describe("PATCH /drivers/{driver_id}/location", () => {
       kafka: { send: () => new Promise(() => {}), probe: () => new Promise(() => {}) },
       kafkaSendTimeoutMs: 200,
     });
+    await seedKnownDrivers(silent.sql);
     try {
       const started = Date.now();
-      const res = await silent.call("PATCH", `/drivers/${driver}/location`, { lat: 40.7, lon: -73.9, tst: tst() });
+      const res = await silent.call("PATCH", `/drivers/${driver}/location`, { lat: 40.7, lon: -73.9, tst: tst() }, {
+        as: asDriver(driver),
+      });
       expect(res.status).toBe(503);
       expect(Date.now() - started).toBeLessThan(5_000);
     } finally {

@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createApp } from "../../../api/app.ts";
+import { createTokenService } from "../../../api/auth/tokens.ts";
 import { createOrderFeed } from "../../../api/modules/tracking/feed.ts";
 import { connectDatabase } from "../../../lib/db.ts";
+import { OPS, testAuthConfig } from "../support/auth.ts";
 import { type Harness, kafkaDown, startHarness } from "../support/harness.ts";
 import { createTestTopic, type TestTopic } from "../support/kafka.ts";
 import { waitFor } from "../support/wait.ts";
@@ -56,6 +58,7 @@ describe("GET /ready", () => {
       positionsTopic: kafka.topic,
       feed: createOrderFeed(sql),
       probeTimeoutMs: 1_000,
+      auth: testAuthConfig(),
     });
     try {
       const res = await app.handle(new Request("http://localhost/ready"));
@@ -71,9 +74,15 @@ describe("GET /ready", () => {
 
   test("a database that is down makes data routes 503, not 500", async () => {
     const sql = connectDatabase("postgresql://postgres:postgres@127.0.0.1:1/nowhere", { max: 1 });
-    const app = createApp({ sql, kafka: kafkaDown(), positionsTopic: "x", feed: createOrderFeed(sql) });
+    const auth = testAuthConfig();
+    const app = createApp({ sql, kafka: kafkaDown(), positionsTopic: "x", feed: createOrderFeed(sql), auth });
+    const { token } = await createTokenService(auth).mint(OPS.role, OPS.sub, { ttl: "5m" });
     try {
-      const res = await app.handle(new Request("http://localhost/track/0f8fad5b-d9cb-469f-a165-70867728950e"));
+      const res = await app.handle(
+        new Request("http://localhost/track/0f8fad5b-d9cb-469f-a165-70867728950e", {
+          headers: { authorization: `Bearer ${token}` },
+        }),
+      );
       expect(res.status).toBe(503);
       expect(((await res.json()) as ErrorBody).error).toEqual({ code: "UPSTREAM_UNAVAILABLE", message: "the database is unavailable" });
     } finally {
@@ -84,14 +93,14 @@ describe("GET /ready", () => {
 
 describe("GET /metrics", () => {
   test("Prometheus text: requests by route pattern and status, latency, live streams, process metrics", async () => {
-    await h.call("GET", "/track/0f8fad5b-d9cb-469f-a165-70867728950e");
-    await h.call("GET", "/track/7c9e6679-7425-40de-944b-e07fc1f90ae7");
-    await h.call("GET", "/track/not-a-uuid");
+    await h.call("GET", "/track/0f8fad5b-d9cb-469f-a165-70867728950e", undefined, { as: OPS });
+    await h.call("GET", "/track/7c9e6679-7425-40de-944b-e07fc1f90ae7", undefined, { as: OPS });
+    await h.call("GET", "/track/not-a-uuid", undefined, { as: OPS });
     await h.call("GET", "/no/such/route");
     // Elysia runs after-response hooks once the response is out, so the counts land a moment later.
     let text = "";
     await waitFor("the requests to be counted", async () => {
-      const res = await h.fetch("GET", "/metrics");
+      const res = await h.fetch("GET", "/metrics", { as: OPS });
       expect(res.status).toBe(200);
       expect(res.headers.get("content-type")).toContain("text/plain");
       text = await res.text();
@@ -117,6 +126,7 @@ describe("OpenAPI", () => {
       "/track/{order_id}/live",
       "/drivers/{driver_id}",
       "/drivers/{driver_id}/location",
+      "/drivers/{driver_id}/mqtt-credentials",
       "/orders",
       "/orders/{order_id}",
       "/orders/{order_id}/confirm",
@@ -130,6 +140,10 @@ describe("OpenAPI", () => {
     ]) {
       expect(paths.some((p) => p.replace(/\/$/, "") === path)).toBe(true);
     }
+    // The bearer scheme is declared, required on guarded routes and waived on the open ones.
+    expect(doc.body.components.securitySchemes.bearer).toEqual({ type: "http", scheme: "bearer", bearerFormat: "JWT" });
+    expect(doc.body.paths["/track/{order_id}"].get.security).toEqual([{ bearer: [] }]);
+    expect(doc.body.paths["/health"].get.security).toEqual([]);
     const ui = await h.fetch("GET", "/openapi");
     expect(ui.status).toBe(200);
     expect(ui.headers.get("content-type")).toContain("text/html");

@@ -3,8 +3,10 @@ import { assignInWideningAreas, bigintArray, searchAreas } from "../../../api/mo
 import { config } from "../../../lib/config.ts";
 import { cellOf, cellsAround } from "../../../lib/h3.ts";
 import { applyPositions } from "../../support/positions.ts";
+import { type Caller, customer, driver, OPS, restaurant } from "../support/auth.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
-import { ORIGIN, offset, type Point, seedCustomer, seedDriver, seedRestaurant } from "../support/seed.ts";
+import { type OrderStep, orderParties } from "../support/orders.ts";
+import { allowTeleports, ORIGIN, offset, type Point, seedCustomer, seedDriver, seedRestaurant } from "../support/seed.ts";
 
 let h: Harness;
 let customerId: string;
@@ -16,16 +18,26 @@ const items = [
 
 beforeAll(async () => {
   h = await startHarness("api_orders");
+  await allowTeleports(h.sql);
   customerId = await seedCustomer(h.sql);
 });
 afterAll(() => h.close());
 
+// Each step as the order's own party.
+const act = (orderId: string, step: OrderStep) => orderParties(h).act(orderId, step);
+
 /** A restaurant of its own (so one test's drivers never serve another's orders) and an order from it. */
 async function newOrder(restaurantAt: Point, delivery: Point = offset(restaurantAt, 1000, 0)) {
   const restaurantId = await seedRestaurant(h.sql, restaurantAt);
-  const res = await h.call("POST", "/orders", { customer_id: customerId, restaurant_id: restaurantId, delivery, items });
+  const res = await h.call(
+    "POST",
+    "/orders",
+    { customer_id: customerId, restaurant_id: restaurantId, delivery, items },
+    { as: customer(customerId) },
+  );
   expect(res.status).toBe(201);
-  return { restaurantId, order: res.body, delivery };
+  const { tracking: _link, ...order } = res.body; // the placing answer alone carries the tracking link
+  return { restaurantId, order, delivery };
 }
 
 /** Areas far apart, so tests sharing the database do not find each other's drivers. */
@@ -36,7 +48,12 @@ describe("POST /orders", () => {
   test("creates an order in state created", async () => {
     const restaurantId = await seedRestaurant(h.sql);
     const delivery = offset(ORIGIN, 800, 200);
-    const res = await h.call("POST", "/orders", { customer_id: customerId, restaurant_id: restaurantId, delivery, items });
+    const res = await h.call(
+      "POST",
+      "/orders",
+      { customer_id: customerId, restaurant_id: restaurantId, delivery, items },
+      { as: customer(customerId) },
+    );
     expect(res.status).toBe(201);
     expect(res.body).toMatchObject({
       customer_id: customerId,
@@ -77,8 +94,8 @@ describe("POST /orders", () => {
     test(`400 VALIDATION for ${what}`, async () => {
       const res =
         body === undefined
-          ? await h.call("POST", "/orders")
-          : await h.call("POST", "/orders", typeof body === "string" ? body : body);
+          ? await h.call("POST", "/orders", undefined, { as: customer(customerId) })
+          : await h.call("POST", "/orders", typeof body === "string" ? body : body, { as: customer(customerId) });
       expect(res.status).toBe(400);
       expect(res.body.error.code).toBe("VALIDATION");
       expect(typeof res.body.error.message).toBe("string");
@@ -88,30 +105,42 @@ describe("POST /orders", () => {
   test("404 for an unknown restaurant or customer", async () => {
     const restaurantId = await seedRestaurant(h.sql);
     const delivery = { lat: 40.74, lon: -73.99 };
-    const noRestaurant = await h.call("POST", "/orders", { customer_id: customerId, restaurant_id: NOWHERE, delivery, items });
+    const noRestaurant = await h.call(
+      "POST",
+      "/orders",
+      { customer_id: customerId, restaurant_id: NOWHERE, delivery, items },
+      { as: customer(customerId) },
+    );
     expect(noRestaurant.status).toBe(404);
     expect(noRestaurant.body.error).toEqual({ code: "NOT_FOUND", message: `restaurant ${NOWHERE} does not exist` });
-    const noCustomer = await h.call("POST", "/orders", { customer_id: NOWHERE, restaurant_id: restaurantId, delivery, items });
+    // A valid token for a customer the database does not know (an IdP ahead of our data).
+    const noCustomer = await h.call(
+      "POST",
+      "/orders",
+      { customer_id: NOWHERE, restaurant_id: restaurantId, delivery, items },
+      { as: customer(NOWHERE) },
+    );
     expect(noCustomer.status).toBe(404);
     expect(noCustomer.body.error).toEqual({ code: "NOT_FOUND", message: `customer ${NOWHERE} does not exist` });
   });
 });
 
 describe("order ids in paths", () => {
-  const routes: [string, string][] = [
-    ["GET", ""],
-    ["POST", "/confirm"],
-    ["POST", "/assign"],
-    ["POST", "/pickup"],
-    ["POST", "/deliver"],
-    ["POST", "/cancel"],
+  const someone = () => crypto.randomUUID();
+  const routes: [string, string, () => Caller][] = [
+    ["GET", "", () => OPS],
+    ["POST", "/confirm", () => restaurant(someone())],
+    ["POST", "/assign", () => restaurant(someone())],
+    ["POST", "/pickup", () => driver(someone())],
+    ["POST", "/deliver", () => driver(someone())],
+    ["POST", "/cancel", () => customer(customerId)],
   ];
-  for (const [method, suffix] of routes) {
+  for (const [method, suffix, as] of routes) {
     test(`${method} /orders/{id}${suffix}: 400 INVALID_ID for a non-UUID, 404 for an unknown order`, async () => {
-      const bad = await h.call(method, `/orders/not-a-uuid${suffix}`);
+      const bad = await h.call(method, `/orders/not-a-uuid${suffix}`, undefined, { as: as() });
       expect(bad.status).toBe(400);
       expect(bad.body.error.code).toBe("INVALID_ID");
-      const unknown = await h.call(method, `/orders/${NOWHERE}${suffix}`);
+      const unknown = await h.call(method, `/orders/${NOWHERE}${suffix}`, undefined, { as: as() });
       expect(unknown.status).toBe(404);
       expect(unknown.body.error.code).toBe("NOT_FOUND");
       expect(unknown.body.error.message).toContain(NOWHERE);
@@ -122,7 +151,7 @@ describe("order ids in paths", () => {
 describe("GET /orders/{id}", () => {
   test("returns the order as created", async () => {
     const { order } = await newOrder(newArea());
-    const res = await h.call("GET", `/orders/${order.id}`);
+    const res = await h.call("GET", `/orders/${order.id}`, undefined, { as: OPS });
     expect(res.status).toBe(200);
     expect(res.body).toEqual(order);
   });
@@ -137,7 +166,7 @@ describe("confirm and assign", () => {
     await seedDriver(h.sql, { name: "Offline", state: "offline", at: offset(area, 20, 0) });
     const { order } = await newOrder(area);
 
-    const res = await h.call("POST", `/orders/${order.id}/confirm`);
+    const res = await act(order.id, "confirm");
     expect(res.status).toBe(200);
     expect(res.body.status).toBe("assigned");
     expect(res.body.driver).toEqual({ id: near, name: "Near" });
@@ -154,7 +183,7 @@ describe("confirm and assign", () => {
     const threeKm = newArea();
     const ringDriver = await seedDriver(h.sql, { at: offset(threeKm, 0, 3000) });
     const a = await newOrder(threeKm);
-    expect((await h.call("POST", `/orders/${a.order.id}/confirm`)).body.driver.id).toBe(ringDriver);
+    expect((await act(a.order.id, "confirm")).body.driver.id).toBe(ringDriver);
 
     const tenKm = newArea();
     const fallbackDriver = await seedDriver(h.sql, { at: offset(tenKm, 10_000, 0) });
@@ -162,7 +191,7 @@ describe("confirm and assign", () => {
     const driverCell = cellOf(tenKm.lat + 10_000 / 111_320, tenKm.lon, config().h3Resolution);
     expect(cellsAround(restaurantCell, 15)).not.toContain(driverCell); // really beyond the rings
     const b = await newOrder(tenKm);
-    const res = await h.call("POST", `/orders/${b.order.id}/confirm`);
+    const res = await act(b.order.id, "confirm");
     expect(res.body.status).toBe("assigned");
     expect(res.body.driver.id).toBe(fallbackDriver);
   });
@@ -172,16 +201,16 @@ describe("confirm and assign", () => {
     const { order } = await newOrder(area);
     await seedDriver(h.sql, { at: offset(area, 20_000, 0) }); // beyond the 15 km fallback
 
-    const confirmed = await h.call("POST", `/orders/${order.id}/confirm`);
+    const confirmed = await act(order.id, "confirm");
     expect(confirmed.status).toBe(200);
     expect(confirmed.body).toMatchObject({ status: "confirmed", driver: null });
 
-    const none = await h.call("POST", `/orders/${order.id}/assign`);
+    const none = await act(order.id, "assign");
     expect(none.status).toBe(409);
     expect(none.body.error.code).toBe("NO_DRIVER_AVAILABLE");
 
     const driver = await seedDriver(h.sql, { at: offset(area, 100, 100) });
-    const assigned = await h.call("POST", `/orders/${order.id}/assign`);
+    const assigned = await act(order.id, "assign");
     expect(assigned.status).toBe(200);
     expect(assigned.body).toMatchObject({ status: "assigned", driver: { id: driver } });
   });
@@ -192,8 +221,8 @@ describe("confirm and assign", () => {
     const first = await newOrder(area);
     const second = await newOrder(area);
     const answers = await Promise.all([
-      h.call("POST", `/orders/${first.order.id}/confirm`),
-      h.call("POST", `/orders/${second.order.id}/confirm`),
+      act(first.order.id, "confirm"),
+      act(second.order.id, "confirm"),
     ]);
     expect(answers.map((a) => a.status)).toEqual([200, 200]);
     expect(answers.map((a) => a.body.status).sort()).toEqual(["assigned", "confirmed"]);
@@ -204,19 +233,20 @@ describe("confirm and assign", () => {
     const area = newArea();
     await seedDriver(h.sql, { at: offset(area, 100, 0) });
     const { order } = await newOrder(area);
-    const early = await h.call("POST", `/orders/${order.id}/assign`); // not confirmed yet
+    const early = await act(order.id, "assign"); // not confirmed yet
     expect(early.status).toBe(409);
     expect(early.body.error).toEqual({
       code: "TRANSITION_REFUSED",
       message: `order ${order.id} cannot go from created to assigned`,
     });
-    for (const event of ["pickup", "deliver"]) {
-      const res = await h.call("POST", `/orders/${order.id}/${event}`);
-      expect(res.status).toBe(409);
-      expect(res.body.error.code).toBe("TRANSITION_REFUSED");
+    // Before assignment no driver is the order's: a pickup or delivery is refused before the state machine sees it.
+    for (const event of ["pickup", "deliver"] as const) {
+      const res = await act(order.id, event);
+      expect(res.status).toBe(404);
+      expect(res.body.error.code).toBe("NOT_FOUND");
     }
-    expect((await h.call("POST", `/orders/${order.id}/confirm`)).body.status).toBe("assigned");
-    const twice = await h.call("POST", `/orders/${order.id}/confirm`);
+    expect((await act(order.id, "confirm")).body.status).toBe("assigned");
+    const twice = await act(order.id, "confirm");
     expect(twice.status).toBe(409);
     expect(twice.body.error.message).toBe(`order ${order.id} cannot go from assigned to confirmed`);
   });
@@ -225,19 +255,19 @@ describe("confirm and assign", () => {
 describe("cancel", () => {
   test("a created order is cancelled", async () => {
     const { order } = await newOrder(newArea());
-    const res = await h.call("POST", `/orders/${order.id}/cancel`);
+    const res = await act(order.id, "cancel");
     expect(res.status).toBe(200);
     expect(res.body.status).toBe("cancelled");
     expect(res.body.cancelled_at).not.toBeNull();
-    expect((await h.call("POST", `/orders/${order.id}/cancel`)).status).toBe(409);
+    expect((await act(order.id, "cancel")).status).toBe(409);
   });
 
   test("cancelling an assigned order frees its driver", async () => {
     const area = newArea();
     const driver = await seedDriver(h.sql, { at: offset(area, 100, 0) });
     const { order } = await newOrder(area);
-    await h.call("POST", `/orders/${order.id}/confirm`);
-    const res = await h.call("POST", `/orders/${order.id}/cancel`);
+    await act(order.id, "confirm");
+    const res = await act(order.id, "cancel");
     expect(res.body.status).toBe("cancelled");
     const [state] = await h.sql`select status, current_order_id from driver_state where driver_id = ${driver}`;
     expect(state).toEqual({ status: "available", current_order_id: null });
@@ -252,41 +282,41 @@ describe("a whole delivery", () => {
     const driverState = async () =>
       (await h.sql`select status from driver_state where driver_id = ${driverId}`)[0]!.status as string;
 
-    expect((await h.call("POST", `/orders/${order.id}/confirm`)).body.status).toBe("assigned");
+    expect((await act(order.id, "confirm")).body.status).toBe("assigned");
     expect(await driverState()).toBe("assigned");
 
     // Not at the restaurant yet: the driver machine refuses the pickup.
-    const tooEarly = await h.call("POST", `/orders/${order.id}/pickup`);
+    const tooEarly = await act(order.id, "pickup");
     expect(tooEarly.status).toBe(409);
     expect(tooEarly.body.error.message).toContain("cannot take event \"pickup\" in state assigned");
 
     await applyPositions(h.sql, [{ driverId, ...offset(area, 0, 200), speedKmh: 20 }]);
     expect(await driverState()).toBe("assigned");
-    const onTheWay = await h.call("GET", `/track/${order.id}`);
+    const onTheWay = await h.call("GET", `/track/${order.id}`, undefined, { as: OPS });
     expect(onTheWay.body.eta_seconds).toBeGreaterThan(0);
 
     const batch = await applyPositions(h.sql, [{ driverId, ...offset(area, 0, 30), speedKmh: 10 }]);
     expect(batch.transitions).toBe(1);
     expect(await driverState()).toBe("at_restaurant");
 
-    const pickedUp = await h.call("POST", `/orders/${order.id}/pickup`);
+    const pickedUp = await act(order.id, "pickup");
     expect(pickedUp.status).toBe(200);
     expect(pickedUp.body.status).toBe("picked_up");
     expect(await driverState()).toBe("delivering");
 
-    const notYet = await h.call("POST", `/orders/${order.id}/deliver`);
+    const notYet = await act(order.id, "deliver");
     expect(notYet.status).toBe(409);
     expect(notYet.body.error.code).toBe("TRANSITION_REFUSED");
-    expect((await h.call("POST", `/orders/${order.id}/cancel`)).status).toBe(409); // too late to cancel
+    expect((await act(order.id, "cancel")).status).toBe(409); // too late to cancel
 
     await applyPositions(h.sql, [{ driverId, ...offset(area, 700, 0), speedKmh: 25 }]);
-    const halfway = (await h.call("GET", `/orders/${order.id}`)).body;
+    const halfway = (await h.call("GET", `/orders/${order.id}`, undefined, { as: OPS })).body;
     expect(halfway.eta_seconds).toBeGreaterThan(0);
 
     await applyPositions(h.sql, [{ driverId, ...offset(delivery, -20, 0), speedKmh: 5 }]);
     expect(await driverState()).toBe("arriving");
 
-    const delivered = await h.call("POST", `/orders/${order.id}/deliver`);
+    const delivered = await act(order.id, "deliver");
     expect(delivered.status).toBe(200);
     expect(delivered.body).toMatchObject({ status: "delivered", eta_seconds: null, driver: { id: driverId } });
     expect(delivered.body.delivered_at).not.toBeNull();

@@ -2,8 +2,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { config } from "../../../lib/config.ts";
 import { cellOf, cellToHex } from "../../../lib/h3.ts";
 import { applyPositions } from "../../support/positions.ts";
+import { customer } from "../support/auth.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
-import { ORIGIN, offset, seedCustomer, seedDriver, seedRestaurant } from "../support/seed.ts";
+import { orderParties } from "../support/orders.ts";
+import { allowTeleports, ORIGIN, offset, seedCustomer, seedDriver, seedRestaurant } from "../support/seed.ts";
 
 let h: Harness;
 let customerId: string;
@@ -12,25 +14,31 @@ const delivery = offset(ORIGIN, 1200, 0);
 
 beforeAll(async () => {
   h = await startHarness("api_tracking");
+  await allowTeleports(h.sql);
   customerId = await seedCustomer(h.sql);
   restaurantId = await seedRestaurant(h.sql, ORIGIN, "Pho Place");
 });
 afterAll(() => h.close());
 
 async function placeOrder(): Promise<string> {
-  const res = await h.call("POST", "/orders", {
-    customer_id: customerId,
-    restaurant_id: restaurantId,
-    delivery,
-    items: [{ name: "Pho", qty: 1, price_cents: 1400 }],
-  });
+  const res = await h.call(
+    "POST",
+    "/orders",
+    {
+      customer_id: customerId,
+      restaurant_id: restaurantId,
+      delivery,
+      items: [{ name: "Pho", qty: 1, price_cents: 1400 }],
+    },
+    { as: customer(customerId) },
+  );
   return res.body.id;
 }
 
 describe("GET /track/{order_id}", () => {
   test("an order without a driver", async () => {
     const orderId = await placeOrder();
-    const res = await h.call("GET", `/track/${orderId}`);
+    const res = await h.call("GET", `/track/${orderId}`, undefined, { as: customer(customerId) });
     expect(res.status).toBe(200);
     expect(res.body).toEqual({
       order_id: orderId,
@@ -50,9 +58,9 @@ describe("GET /track/{order_id}", () => {
     const start = offset(ORIGIN, 0, 500);
     const driverId = await seedDriver(h.sql, { name: "Lin", at: start, positionAgeSeconds: 5 });
     const orderId = await placeOrder();
-    await h.call("POST", `/orders/${orderId}/confirm`);
+    await orderParties(h).act(orderId, "confirm");
 
-    const assigned = await h.call("GET", `/track/${orderId}`);
+    const assigned = await h.call("GET", `/track/${orderId}`, undefined, { as: customer(customerId) });
     expect(assigned.body.status).toBe("assigned");
     expect(assigned.body.driver).toEqual({
       id: driverId,
@@ -71,7 +79,7 @@ describe("GET /track/{order_id}", () => {
     const moved = offset(ORIGIN, 0, 250);
     const recordedAt = new Date(Date.now() - 1000);
     await applyPositions(h.sql, [{ driverId, ...moved, recordedAt, speedKmh: 18 }]);
-    const res = await h.call("GET", `/track/${orderId}`);
+    const res = await h.call("GET", `/track/${orderId}`, undefined, { as: customer(customerId) });
     expect(res.body.driver).toMatchObject({
       lat: moved.lat,
       lon: moved.lon,
@@ -88,23 +96,25 @@ describe("GET /track/{order_id}", () => {
   test("after delivery the customer no longer sees the driver", async () => {
     const driverId = await seedDriver(h.sql, { at: offset(ORIGIN, 0, 100) });
     const orderId = await placeOrder();
-    await h.call("POST", `/orders/${orderId}/confirm`);
+    await orderParties(h).act(orderId, "confirm");
     await applyPositions(h.sql, [{ driverId, ...ORIGIN }]);
-    await h.call("POST", `/orders/${orderId}/pickup`);
+    await orderParties(h).act(orderId, "pickup");
     await applyPositions(h.sql, [{ driverId, ...delivery }]);
-    expect((await h.call("POST", `/orders/${orderId}/deliver`)).body.status).toBe("delivered");
-    const res = await h.call("GET", `/track/${orderId}`);
+    expect((await orderParties(h).act(orderId, "deliver")).body.status).toBe("delivered");
+    const res = await h.call("GET", `/track/${orderId}`, undefined, { as: customer(customerId) });
     expect(res.body).toMatchObject({ status: "delivered", driver: null, eta_seconds: null });
   });
 
   test("404 for an unknown order, 400 INVALID_ID for a non-UUID", async () => {
-    const unknown = await h.call("GET", "/track/6c1f3a2e-9d4b-4e8a-a1c2-0b9e8d7f6a5c");
+    const unknown = await h.call("GET", "/track/6c1f3a2e-9d4b-4e8a-a1c2-0b9e8d7f6a5c", undefined, {
+      as: customer(customerId),
+    });
     expect(unknown.status).toBe(404);
     expect(unknown.body).toEqual({
       error: { code: "NOT_FOUND", message: "order 6c1f3a2e-9d4b-4e8a-a1c2-0b9e8d7f6a5c does not exist" },
     });
     for (const bad of ["42", "not-a-uuid", "6c1f3a2e-9d4b-4e8a-a1c2-0b9e8d7f6a5", "%27%3B%20drop%20table"]) {
-      const res = await h.call("GET", `/track/${bad}`);
+      const res = await h.call("GET", `/track/${bad}`, undefined, { as: customer(customerId) });
       expect(res.status).toBe(400);
       expect(res.body.error.code).toBe("INVALID_ID");
     }

@@ -3,10 +3,15 @@
  * Tests that do not send positions get a Kafka link that is down: every call fails as a disconnected one would.
  */
 import { createApp } from "../../../api/app.ts";
+import { createTokenService } from "../../../api/auth/tokens.ts";
+import type { MqttCredentialIssuer } from "../../../api/modules/drivers/credentials.ts";
 import type { TrackCacheOptions } from "../../../api/modules/tracking/cache.ts";
 import { createOrderFeed } from "../../../api/modules/tracking/feed.ts";
 import type { KafkaLink } from "../../../api/kafka/link.ts";
-import { freshDatabase, type TestDatabase } from "../../support/db.ts";
+import type { AuthConfig } from "../../../lib/config.ts";
+import { connectDatabase } from "../../../lib/db.ts";
+import { type Caller, testAuthConfig, tokenMinter } from "./auth.ts";
+import { freshDatabase, serviceUrl, type TestDatabase } from "../../support/db.ts";
 
 // Bodies default to `any`: tests assert their shape with expect(), which is the point of reading them.
 export interface Answer<T = any> {
@@ -23,6 +28,16 @@ export interface HarnessOptions {
   probeTimeoutMs?: number;
   /** GET /track's cache, as production configures it; off by default so a test reads back what it just wrote. */
   trackCache?: TrackCacheOptions;
+  /** Token settings; a fresh random secret by default. */
+  auth?: AuthConfig;
+  mqttCredentials?: MqttCredentialIssuer;
+  mqttUrl?: string;
+}
+
+export interface CallOptions {
+  /** Who calls: a principal (a valid token is minted) or a raw token; nobody (no Authorization) when absent. */
+  as?: Caller;
+  headers?: Record<string, string>;
 }
 
 export function kafkaDown(): KafkaLink {
@@ -32,9 +47,14 @@ export function kafkaDown(): KafkaLink {
 
 export async function startHarness(label: string, options: HarnessOptions = {}) {
   const db: TestDatabase = await freshDatabase(label);
-  const feed = createOrderFeed(db.sql);
+  // The app runs as the API's own role, with exactly its production rights; db.sql (the owner) seeds and inspects.
+  const apiSql = connectDatabase(serviceUrl(db.url, "tracking_api"), { max: 10, application: `test-api-${label}` });
+  const feed = createOrderFeed(apiSql);
+  const auth = options.auth ?? testAuthConfig();
+  const tokens = createTokenService(auth);
+  const tokenFor = tokenMinter(tokens);
   const app = createApp({
-    sql: db.sql,
+    sql: apiSql,
     kafka: options.kafka ?? kafkaDown(),
     positionsTopic: options.positionsTopic ?? `unused-${label}`,
     feed,
@@ -42,18 +62,33 @@ export async function startHarness(label: string, options: HarnessOptions = {}) 
     kafkaSendTimeoutMs: options.kafkaSendTimeoutMs,
     probeTimeoutMs: options.probeTimeoutMs,
     trackCache: options.trackCache,
+    auth,
+    mqttCredentials: options.mqttCredentials,
+    mqttUrl: options.mqttUrl,
   });
 
   /** The raw Response (for streams and non-JSON bodies). */
-  const fetch = (method: string, path: string, init: { body?: string; headers?: Record<string, string> } = {}) =>
-    app.handle(new Request(`http://localhost${path}`, { method, body: init.body, headers: init.headers }));
+  const fetch = async (method: string, path: string, init: { body?: string } & CallOptions = {}) => {
+    const headers = { ...init.headers };
+    if (init.as !== undefined) headers.authorization = `Bearer ${await tokenFor(init.as)}`;
+    return app.handle(new Request(`http://localhost${path}`, { method, body: init.body, headers }));
+  };
 
   /** A JSON call: an object body is serialised, a string body is sent as it is (to test malformed input). */
-  const call = async <T = any>(method: string, path: string, body?: unknown): Promise<Answer<T>> => {
+  const call = async <T = any>(
+    method: string,
+    path: string,
+    body?: unknown,
+    options: CallOptions = {},
+  ): Promise<Answer<T>> => {
     const init =
       body === undefined
-        ? {}
-        : { body: typeof body === "string" ? body : JSON.stringify(body), headers: { "content-type": "application/json" } };
+        ? { ...options }
+        : {
+            ...options,
+            body: typeof body === "string" ? body : JSON.stringify(body),
+            headers: { "content-type": "application/json", ...options.headers },
+          };
     const res = await fetch(method, path, init);
     const text = await res.text();
     let parsed: unknown = text;
@@ -64,12 +99,18 @@ export async function startHarness(label: string, options: HarnessOptions = {}) 
   return {
     db,
     sql: db.sql,
+    apiSql,
     app,
     feed,
+    auth,
+    tokens,
+    /** The bearer token a caller's calls carry. */
+    tokenFor,
     call,
     fetch,
     async close() {
       feed.close();
+      await apiSql.end({ timeout: 5 });
       await db.drop();
     },
   };

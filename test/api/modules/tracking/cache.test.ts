@@ -5,7 +5,9 @@ import { createTrackCache } from "../../../../api/modules/tracking/cache.ts";
 import type { FeedObserver, OrderFeed } from "../../../../api/modules/tracking/feed.ts";
 import type { Track } from "../../../../api/modules/tracking/model.ts";
 import { applyPositions } from "../../../support/positions.ts";
+import { customer, OPS } from "../../support/auth.ts";
 import { type Harness, startHarness } from "../../support/harness.ts";
+import { orderParties } from "../../support/orders.ts";
 import { ORIGIN, offset, seedCustomer, seedDriver, seedRestaurant } from "../../support/seed.ts";
 
 const ORDER = "6c1f3a2e-9d4b-4e8a-a1c2-0b9e8d7f6a5c";
@@ -200,7 +202,7 @@ describe("track cache on the real database", () => {
   async function eventually(path: string, check: (body: any) => boolean): Promise<any> {
     const deadline = Date.now() + 5_000;
     for (;;) {
-      const res = await h.call("GET", path);
+      const res = await h.call("GET", path, undefined, { as: OPS });
       if (check(res.body)) return res.body;
       if (Date.now() > deadline) throw new Error(`${path} never showed the change: ${JSON.stringify(res.body)}`);
       await Bun.sleep(10);
@@ -225,28 +227,34 @@ describe("track cache on the real database", () => {
     const customerId = await seedCustomer(h.sql);
     const restaurantId = await seedRestaurant(h.sql, ORIGIN, "Cache Corner");
     const driverId = await seedDriver(h.sql, { at: offset(ORIGIN, 0, 600) });
-    const created = await h.call("POST", "/orders", {
-      customer_id: customerId, restaurant_id: restaurantId, delivery: offset(ORIGIN, 1000, 0),
-      items: [{ name: "Soup", qty: 1, price_cents: 900 }],
-    });
+    const created = await h.call(
+      "POST",
+      "/orders",
+      {
+        customer_id: customerId, restaurant_id: restaurantId, delivery: offset(ORIGIN, 1000, 0),
+        items: [{ name: "Soup", qty: 1, price_cents: 900 }],
+      },
+      { as: customer(customerId) },
+    );
+    const asCustomer = { as: customer(customerId) };
     const orderId: string = created.body.id;
     const path = `/track/${orderId}`;
-    expect((await h.call("GET", path)).body.status).toBe("created");
-    await h.call("POST", `/orders/${orderId}/confirm`);
+    expect((await h.call("GET", path, undefined, asCustomer)).body.status).toBe("created");
+    await orderParties(h).act(orderId, "confirm");
     // created → assigned: order_transition's notice.
     await eventually(path, (b) => b.status === "assigned" && b.driver?.id === driverId);
     // Confirming sends several notices; one arriving after the rename below would rightly drop the entry. Wait
     // until the feed has delivered everything sent so far, then warm the entry.
     await noticesDelivered();
-    expect((await h.call("GET", path)).body.status).toBe("assigned"); // warm: now served from memory
+    expect((await h.call("GET", path, undefined, asCustomer)).body.status).toBe("assigned"); // warm: now served from memory
     // Proof it is served from memory: a change made behind the database's back (no notice) is not seen...
     await h.sql`update drivers set name = 'Renamed' where id = ${driverId}`;
     const metric = async (name: string) => {
-      const text: string = (await h.call("GET", "/metrics")).body;
+      const text: string = (await h.call("GET", "/metrics", undefined, { as: OPS })).body;
       return Number(text.match(new RegExp(`^${name} (\\d+)$`, "m"))?.[1]);
     };
     const hitsBefore = await metric("track_cache_hits_total");
-    expect((await h.call("GET", path)).body.driver.name).not.toBe("Renamed");
+    expect((await h.call("GET", path, undefined, asCustomer)).body.driver.name).not.toBe("Renamed");
     // /metrics counts it as a hit; the answers before it were read from the database.
     expect(await metric("track_cache_hits_total")).toBe(hitsBefore + 1);
     expect(await metric("track_cache_reads_total")).toBeGreaterThanOrEqual(2);

@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { applyPositions } from "../../../support/positions.ts";
+import { customer } from "../../support/auth.ts";
 import { type Harness, startHarness } from "../../support/harness.ts";
-import { ORIGIN, offset, seedCustomer, seedDriver, seedRestaurant } from "../../support/seed.ts";
+import { orderParties } from "../../support/orders.ts";
+import { allowTeleports, ORIGIN, offset, seedCustomer, seedDriver, seedRestaurant } from "../../support/seed.ts";
 import { sseReader } from "../../support/sse.ts";
 import { waitFor } from "../../support/wait.ts";
 
@@ -13,6 +15,7 @@ const delivery = offset(ORIGIN, 900, 0);
 
 beforeAll(async () => {
   h = await startHarness("api_live", { heartbeatMs: HEARTBEAT_MS });
+  await allowTeleports(h.sql);
   customerId = await seedCustomer(h.sql);
   restaurantId = await seedRestaurant(h.sql);
 });
@@ -21,19 +24,24 @@ afterAll(() => h.close());
 /** An order assigned to a driver of its own, `metres` east of the restaurant. */
 async function assignedOrder(metres = 300) {
   const driverId = await seedDriver(h.sql, { at: offset(ORIGIN, 0, metres) });
-  const created = await h.call("POST", "/orders", {
-    customer_id: customerId,
-    restaurant_id: restaurantId,
-    delivery,
-    items: [{ name: "Soup", qty: 1, price_cents: 900 }],
-  });
-  const confirmed = await h.call("POST", `/orders/${created.body.id}/confirm`);
+  const created = await h.call(
+    "POST",
+    "/orders",
+    {
+      customer_id: customerId,
+      restaurant_id: restaurantId,
+      delivery,
+      items: [{ name: "Soup", qty: 1, price_cents: 900 }],
+    },
+    { as: customer(customerId) },
+  );
+  const confirmed = await orderParties(h).act(created.body.id, "confirm");
   expect(confirmed.body.driver.id).toBe(driverId);
   return { orderId: created.body.id as string, driverId };
 }
 
 const openLive = async (orderId: string) => {
-  const res = await h.fetch("GET", `/track/${orderId}/live`);
+  const res = await h.fetch("GET", `/track/${orderId}/live`, { as: customer(customerId) });
   expect(res.status).toBe(200);
   expect(res.headers.get("content-type")).toStartWith("text/event-stream");
   return sseReader(res);
@@ -49,7 +57,7 @@ describe("GET /track/{order_id}/live", () => {
 
     const first = await live.nextEvent();
     expect(first?.event).toBe("track");
-    const track = (await h.call("GET", `/track/${orderId}`)).body;
+    const track = (await h.call("GET", `/track/${orderId}`, undefined, { as: customer(customerId) })).body;
     expect(first?.data).toEqual({ ...track, driver: { ...track.driver, position_age_seconds: expect.any(Number) } });
 
     const near = offset(ORIGIN, 0, 150);
@@ -69,7 +77,7 @@ describe("GET /track/{order_id}/live", () => {
     await applyPositions(h.sql, [{ driverId, ...ORIGIN }]);
     expect(await live.nextEvent()).toMatchObject({ event: "position", data: { driver_state: "at_restaurant" } });
 
-    await h.call("POST", `/orders/${orderId}/pickup`);
+    await orderParties(h).act(orderId, "pickup");
     const pickedUp = await live.nextEvent();
     expect(pickedUp?.event).toBe("track");
     expect(pickedUp?.data).toMatchObject({ status: "picked_up", driver: { id: driverId, state: "delivering" } });
@@ -77,7 +85,7 @@ describe("GET /track/{order_id}/live", () => {
     await applyPositions(h.sql, [{ driverId, ...delivery }]);
     expect(await live.nextEvent()).toMatchObject({ event: "position", data: { driver_state: "arriving" } });
 
-    await h.call("POST", `/orders/${orderId}/deliver`);
+    await orderParties(h).act(orderId, "deliver");
     expect(await live.nextEvent()).toMatchObject({ event: "track", data: { status: "delivered", driver: null } });
     expect(await live.nextEvent()).toEqual({ event: "end", data: { order_id: orderId, status: "delivered" } });
     expect(await live.next()).toBeUndefined(); // the server closed the stream
@@ -113,7 +121,10 @@ describe("GET /track/{order_id}/live", () => {
     const server = h.app.listen({ port: 0, hostname: "127.0.0.1" });
     try {
       const abort = new AbortController();
-      const res = await fetch(`http://127.0.0.1:${server.server!.port}/track/${orderId}/live`, { signal: abort.signal });
+      // As a browser's EventSource would: no headers, the token in the query.
+      const token = await h.tokenFor(customer(customerId));
+      const url = `http://127.0.0.1:${server.server!.port}/track/${orderId}/live?token=${token}`;
+      const res = await fetch(url, { signal: abort.signal });
       const live = sseReader(res);
       expect((await live.nextEvent())?.event).toBe("track");
       await applyPositions(h.sql, [{ driverId, ...offset(ORIGIN, 0, 200) }]);
@@ -142,10 +153,11 @@ describe("GET /track/{order_id}/live", () => {
 
   test("404 for an unknown order and 400 for a non-UUID, before any stream starts", async () => {
     const before = h.feed.subscribers;
-    const unknown = await h.call("GET", "/track/9b2d1f3c-1a2b-4c3d-8e4f-5a6b7c8d9e0f/live");
+    const asCustomer = { as: customer(customerId) };
+    const unknown = await h.call("GET", "/track/9b2d1f3c-1a2b-4c3d-8e4f-5a6b7c8d9e0f/live", undefined, asCustomer);
     expect(unknown.status).toBe(404);
     expect(unknown.body.error.code).toBe("NOT_FOUND");
-    const bad = await h.call("GET", "/track/nope/live");
+    const bad = await h.call("GET", "/track/nope/live", undefined, asCustomer);
     expect(bad.status).toBe(400);
     expect(bad.body.error.code).toBe("INVALID_ID");
     expect(h.feed.subscribers).toBe(before);
@@ -153,7 +165,7 @@ describe("GET /track/{order_id}/live", () => {
 
   test("a finished order's stream sends the snapshot and ends", async () => {
     const { orderId } = await assignedOrder();
-    await h.call("POST", `/orders/${orderId}/cancel`);
+    await orderParties(h).act(orderId, "cancel");
     const live = await openLive(orderId);
     expect(await live.nextEvent()).toMatchObject({ event: "track", data: { status: "cancelled" } });
     expect(await live.nextEvent()).toMatchObject({ event: "end", data: { status: "cancelled" } });
