@@ -59,23 +59,131 @@ function identifier(env: Env, name: string, fallback: string): string {
   return value;
 }
 
+const KAFKA_SASL_MECHANISMS = ["SCRAM-SHA-512", "SCRAM-SHA-256"] as const;
+export type KafkaSasl = Readonly<{ mechanism: (typeof KAFKA_SASL_MECHANISMS)[number]; username: string; password: string }>;
+
+/**
+ * The Kafka identity of this process (bin/stack gives each service its own user). Both or neither: without them the
+ * client speaks plaintext, which the stack's broker refuses — how a test proves an anonymous client gets nowhere.
+ */
+function kafkaSasl(env: Env): KafkaSasl | null {
+  const username = env.KAFKA_USERNAME?.trim();
+  const password = env.KAFKA_PASSWORD?.trim();
+  if (!username && !password) return null;
+  if (!username) fail("KAFKA_USERNAME", "missing while KAFKA_PASSWORD is set");
+  if (!password) fail("KAFKA_PASSWORD", "missing while KAFKA_USERNAME is set (bin/stack generates it)");
+  if (!/^[\w.-]{1,100}$/.test(username)) fail("KAFKA_USERNAME", `"${username}" may hold only letters, digits, "_", "." and "-"`);
+  const mechanism = text(env, "KAFKA_SASL_MECHANISM", "SCRAM-SHA-512").toUpperCase();
+  if (!(KAFKA_SASL_MECHANISMS as readonly string[]).includes(mechanism)) {
+    fail("KAFKA_SASL_MECHANISM", `"${mechanism}" is not one of ${KAFKA_SASL_MECHANISMS.join(", ")}`);
+  }
+  return Object.freeze({ mechanism: mechanism as KafkaSasl["mechanism"], username, password });
+}
+
 function mqttPrefix(env: Env, name: string): string {
   const value = text(env, name, "");
   if (value && !/^[\w.-]+(\/[\w.-]+)*\/$/.test(value)) fail(name, `"${value}" must be topic levels ending in "/"`);
   return value;
 }
 
-export function parseConfig(env: Env = process.env) {
+function hostname(env: Env, name: string, fallback: string): string {
+  const value = text(env, name, fallback);
+  if (!/^[\w.:-]{1,253}$/.test(value)) fail(name, `"${value}" is not a host name or IP address`);
+  return value;
+}
+
+function secret(env: Env, name: string, required: boolean): string | undefined {
+  const value = env[name]?.trim();
+  if (!value) {
+    if (required) fail(name, "missing (bin/stack generates it into .stack/secrets.env; never a default in code)");
+    return undefined;
+  }
+  // HS256 wants a key of at least the hash's 256 bits; the generated ones are 48 hex characters (192 random bits).
+  if (value.length < AUTH_SECRET_MIN_LENGTH) fail(name, `too short: at least ${AUTH_SECRET_MIN_LENGTH} characters`);
+  return value;
+}
+
+export const AUTH_SECRET_MIN_LENGTH = 32;
+
+/**
+ * Bearer-token settings, parsed apart from the rest: only the API and the token minters (the IdP stand-in: the
+ * CLI, the simulator) hold the signing secret, so the bridge and the worker neither need nor get it.
+ */
+export function parseAuthConfig(env: Env = process.env) {
   return Object.freeze({
-    databaseUrl: url(env, "DATABASE_URL", "postgresql://postgres:postgres@127.0.0.1:5432/food_delivery", [
-      "postgres:",
-      "postgresql:",
-    ]),
+    /** Signs new tokens and verifies them (HS256; its fingerprint is the `kid`). */
+    tokenSecret: secret(env, "AUTH_TOKEN_SECRET", true) as string,
+    /** The secret before a rotation: still verifies the tokens it signed until they expire, never signs. */
+    previousTokenSecret: secret(env, "AUTH_TOKEN_SECRET_PREVIOUS", false),
+    issuer: text(env, "AUTH_ISSUER", "driver-tracking-idp"),
+    audience: text(env, "AUTH_AUDIENCE", "driver-tracking-api"),
+    /** How long the shareable tracking link that POST /orders answers with stays valid. */
+    trackingLinkTtlSeconds: integer(env, "AUTH_TRACKING_LINK_TTL", 6 * 3600, 60, 7 * 86_400),
+    /** Clock skew tolerated on `exp`/`nbf`. */
+    clockToleranceSeconds: integer(env, "AUTH_CLOCK_TOLERANCE", 30, 0, 300),
+  });
+}
+
+export type AuthConfig = ReturnType<typeof parseAuthConfig>;
+
+let loadedAuth: AuthConfig | undefined;
+/** The process-wide auth config, parsed on first use (the API parses it at start-up, so it fails fast). */
+export function authConfig(): AuthConfig {
+  loadedAuth ??= parseAuthConfig();
+  return loadedAuth;
+}
+
+/**
+ * The MQTT credential issuer's settings (lib/mqtt-credentials.ts), parsed apart: only the process that issues and
+ * revokes drivers' MQTT credentials (the API, tests) holds the broker's admin password and writes its password file.
+ */
+export function parseMqttAdminConfig(env: Env = process.env) {
+  const passwordFile = env.MQTT_PASSWORD_FILE?.trim();
+  if (!passwordFile) fail("MQTT_PASSWORD_FILE", "missing (bin/stack sets it: .stack/mosquitto/passwd)");
+  const pidFile = env.MQTT_BROKER_PID_FILE?.trim();
+  if (!pidFile) fail("MQTT_BROKER_PID_FILE", "missing (bin/stack sets it: .stack/pids/mosquitto.pid)");
+  return Object.freeze({
+    /** Operations' broker user: sends the revoked usernames to the identity-guard plugin, which drops them. */
+    adminUsername: identifier(env, "MQTT_ADMIN_USERNAME", "admin"),
+    adminPassword: secret(env, "MQTT_ADMIN_PASSWORD", true) as string,
+    /** Mosquitto's password_file; driver lines are written here (hashed), then the broker re-reads it on SIGHUP. */
+    passwordFile,
+    brokerPidFile: pidFile,
+    /** Issues and revocations arriving within this window share one file rewrite and one broker reload. */
+    coalesceMs: integer(env, "MQTT_CREDENTIALS_COALESCE_MS", 20, 0, 10_000),
+  });
+}
+
+export type MqttAdminConfig = ReturnType<typeof parseMqttAdminConfig>;
+
+// The default is a developer's superuser URL: in production each process must be given its own role's URL. Checked
+// when read, so a process without a database (the bridge) needs none; the API and the worker read it at start-up.
+function databaseUrl(env: Env): () => string {
+  if (env.NODE_ENV === "production" && !env.DATABASE_URL?.trim()) {
+    return () => fail("DATABASE_URL", "must be set when NODE_ENV=production (the URL of the process's own role)");
+  }
+  const value = url(env, "DATABASE_URL", "postgresql://postgres:postgres@127.0.0.1:5432/food_delivery", [
+    "postgres:",
+    "postgresql:",
+  ]);
+  return () => value;
+}
+
+export function parseConfig(env: Env = process.env) {
+  const database = databaseUrl(env);
+  return Object.freeze({
+    get databaseUrl(): string {
+      return database();
+    },
     kafkaBootstrapServers: hostPorts(env, "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
     kafkaTopic: topicName(env, "KAFKA_TOPIC", "driver-pos"),
     kafkaDlqTopic: topicName(env, "KAFKA_DLQ_TOPIC", "driver-pos-dlq"),
     /** Consumer group of the position workers; tests and benchmarks use their own. */
     kafkaGroupId: identifier(env, "KAFKA_GROUP_ID", "position-workers"),
+    /** SASL/SCRAM login (KAFKA_USERNAME, KAFKA_PASSWORD, KAFKA_SASL_MECHANISM); null = plaintext, no identity. */
+    kafkaSasl: kafkaSasl(env),
+    /** client.id of the API's Kafka producer (the sidecar): names it in the broker's logs and quotas. */
+    kafkaClientId: identifier(env, "KAFKA_CLIENT_ID", "tracking-api"),
     mqttUrl: url(env, "MQTT_URL", "mqtt://127.0.0.1:1883", ["mqtt:", "mqtts:", "ws:", "wss:", "tcp:"]),
     /** Prepended to every MQTT topic the bridge listens on (isolates a test run or a tenant); "" in production. */
     mqttTopicPrefix: mqttPrefix(env, "MQTT_TOPIC_PREFIX"),
@@ -84,6 +192,8 @@ export function parseConfig(env: Env = process.env) {
     /** The bridge's MQTT client id; its persistent session (queued QoS 1 messages) survives restarts under it. */
     bridgeClientId: identifier(env, "BRIDGE_CLIENT_ID", "bridge-0"),
     apiPort: integer(env, "API_PORT", 8000, 0, 65535),
+    /** The API listens on loopback unless told otherwise (a proxy or 0.0.0.0 is a decision, not a default). */
+    apiHost: hostname(env, "API_HOST", "127.0.0.1"),
     driverApiUrl: url(env, "DRIVER_API_URL", "http://127.0.0.1:8000", ["http:", "https:"]),
     h3Resolution: integer(env, "H3_RESOLUTION", 9, 0, 15),
     offlineAfterSeconds: integer(env, "OFFLINE_AFTER", 60, 1, 86_400),
@@ -96,6 +206,10 @@ export function parseConfig(env: Env = process.env) {
     /** Longest GET /track serves a cached answer without a notice from the database; 0 reads it every time. */
     trackCacheTtlMs: integer(env, "TRACK_CACHE_TTL_MS", 1_000, 0, 60_000),
     trackCacheMaxEntries: integer(env, "TRACK_CACHE_MAX_ENTRIES", 100_000, 1, 10_000_000),
+    /** POST /orders refuses (422 ORDER_LIMIT) an order whose items add up to more than this. */
+    orderMaxTotalCents: integer(env, "ORDER_MAX_TOTAL_CENTS", 100_000, 1, 1_000_000_000),
+    /** POST /orders refuses (422 ORDER_LIMIT) a delivery point farther than this from the restaurant. */
+    orderMaxDeliveryKm: integer(env, "ORDER_MAX_DELIVERY_KM", 15, 1, 1_000),
   });
 }
 

@@ -5,6 +5,7 @@
  * acknowledged to the broker only after Kafka confirmed it (or the DLQ did), so a crash never loses one.
  */
 import { config } from "../lib/config.ts";
+import { mainReason } from "../lib/dead-letter.ts";
 import { createRecordProducer, sendToDlq, type RecordProducer } from "../lib/kafka.ts";
 import { decodeMqttMessage, type PositionRecord } from "../lib/position.ts";
 import { logger } from "./log.ts";
@@ -12,6 +13,13 @@ import { createMetrics, serveMetrics, type Metrics } from "./metrics.ts";
 import { startSubscriber } from "./mqtt-subscriber.ts";
 
 const log = logger("bridge");
+
+/** The broker URL without its password, for logs. */
+const redactedUrl = (raw: string) => {
+  const u = new URL(raw);
+  if (u.password) u.password = "***";
+  return u.toString();
+};
 
 export const bridgeTopics = (group: string, prefix: string) =>
   ["drivers/+/location", "drivers/+/l", "sensor/data"].map((t) => `$share/${group}/${prefix}${t}`);
@@ -26,6 +34,7 @@ export function createForwarder(producer: RecordProducer, metrics: Metrics, topi
     if (!decoded.ok) {
       metrics.messages.inc({ outcome: "rejected" });
       metrics.positionsRejected.inc({ reason: decoded.reason });
+      metrics.deadLetters.inc();
       await sendToDlq(producer, topics.dlq, [
         { key: null, value: payload, reason: decoded.reason, source: `mqtt:${topic}`, detail: decoded.detail },
       ]);
@@ -42,18 +51,19 @@ export function createForwarder(producer: RecordProducer, metrics: Metrics, topi
     ];
     if (decoded.rejects.length > 0) {
       for (const r of decoded.rejects) metrics.positionsRejected.inc({ reason: r.reason });
+      // One dead letter for the message, its bytes once, its refused positions listed by index (not one copy each).
+      metrics.deadLetters.inc();
       sends.push(
-        sendToDlq(
-          producer,
-          topics.dlq,
-          decoded.rejects.map((r) => ({
+        sendToDlq(producer, topics.dlq, [
+          {
             key: decoded.driverId,
             value: payload,
-            reason: r.reason,
+            reason: mainReason(decoded.rejects),
             source: `mqtt:${topic}`,
-            detail: `position index ${r.index}`,
-          })),
-        ),
+            detail: `${decoded.rejects.length} of ${decoded.rejects.length + decoded.positions.length} positions refused`,
+            refused: decoded.rejects,
+          },
+        ]),
       );
     }
     await Promise.all(sends);
@@ -76,10 +86,18 @@ async function main() {
     topics: bridgeTopics(cfg.bridgeShareGroup, cfg.mqttTopicPrefix),
     onMessage: forward,
     onStatus: (event) => log.info(`mqtt ${event}`, { clientId }),
+    // Loud: a bridge refused by the broker, or without its subscription, forwards nothing while looking alive.
+    onProblem: (kind, detail) => {
+      metrics.mqttProblems.inc({ kind });
+      log.error(`mqtt ${kind}`, { clientId, detail });
+    },
   });
-  setInterval(() => metrics.mqttInFlight.set(subscriber.inFlight()), 500).unref();
-  const server = await serveMetrics(metrics.registry, cfg.metricsPort);
-  log.info("started", { mqtt: cfg.mqttUrl, kafka: cfg.kafkaBootstrapServers, metricsPort: server.port, clientId });
+  setInterval(() => {
+    metrics.mqttInFlight.set(subscriber.inFlight());
+    metrics.mqttSubscribed.set(subscriber.subscribed() ? 1 : 0);
+  }, 500).unref();
+  const server = await serveMetrics(metrics.registry, cfg.metricsPort, () => subscriber.subscribed());
+  log.info("started", { mqtt: redactedUrl(cfg.mqttUrl), kafka: cfg.kafkaBootstrapServers, metricsPort: server.port, clientId });
 
   let stopping = false;
   const stop = async (signal: string) => {

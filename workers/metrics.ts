@@ -82,10 +82,32 @@ export function createMetrics(process: string) {
       buckets: [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5],
       registers: [registry],
     }),
+    mqttProblems: new Counter({
+      name: "mqtt_connection_problems_total",
+      help: "MQTT connection problems, by kind: connect_refused (CONNACK code), subscribe_refused (SUBACK 0x80), socket_error",
+      labelNames: ["kind"],
+      registers: [registry],
+    }),
+    mqttSubscribed: new Gauge({
+      name: "mqtt_subscribed",
+      help: "1 while the broker granted every subscription of this process, else 0 (the process is then not ready)",
+      registers: [registry],
+    }),
     retries: new Counter({
       name: "batch_retries_total",
       help: "Batch apply attempts that failed and were retried",
       labelNames: ["cause"],
+      registers: [registry],
+    }),
+    deadLetters: new Counter({
+      name: "dead_letters_total",
+      help: "Records sent to the DLQ (one per refused message, however many of its positions were refused)",
+      registers: [registry],
+    }),
+    upkeepFailures: new Counter({
+      name: "upkeep_failures_total",
+      help: "Scheduled upkeep runs (offline sweep, trail partitions, lag) that failed, by job",
+      labelNames: ["job"],
       registers: [registry],
     }),
   };
@@ -93,11 +115,20 @@ export function createMetrics(process: string) {
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
-export async function serveMetrics(registry: Registry, port: number): Promise<{ port: number; close(): void }> {
+/** `ready` (default: always) answers GET /ready: 200 when it holds, else 503 (e.g. the bridge without its subscription). */
+export async function serveMetrics(
+  registry: Registry,
+  port: number,
+  ready: () => boolean = () => true,
+): Promise<{ port: number; close(): void }> {
   const server = createServer(async (req, res) => {
     if (req.url === "/metrics") {
       res.writeHead(200, { "content-type": registry.contentType });
       res.end(await registry.metrics());
+    } else if (req.url === "/ready") {
+      const ok = ready();
+      res.writeHead(ok ? 200 : 503, { "content-type": "application/json" });
+      res.end(ok ? '{"status":"ready"}' : '{"status":"not ready"}');
     } else if (req.url === "/health") {
       res.writeHead(200, { "content-type": "application/json" });
       res.end('{"status":"ok"}');
