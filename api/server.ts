@@ -5,7 +5,7 @@
 // First: Elysia reads NODE_ENV when it is loaded (see the file).
 import "./production-mode.ts";
 import { isProduction } from "elysia/error";
-import { authConfig, config, parseMqttAdminConfig } from "../lib/config.ts";
+import { authConfig, config, parseMqttAdminConfigIfSet } from "../lib/config.ts";
 import { connectDatabase } from "../lib/db.ts";
 import { createMqttCredentialStore } from "../lib/mqtt-credentials.ts";
 import { createApp } from "./app.ts";
@@ -23,9 +23,8 @@ const sql = connectDatabase(cfg.databaseUrl, { max: 20, application: "api" });
 const kafka = startKafkaSidecar({ clientId: "tracking-api" });
 const feed = createOrderFeed(sql);
 // Drivers' MQTT sign-in needs the broker's password file; without MQTT_PASSWORD_FILE those routes answer 503.
-const mqttCredentials = process.env.MQTT_PASSWORD_FILE
-  ? createMqttCredentialStore({ ...parseMqttAdminConfig(), mqttUrl: cfg.mqttUrl })
-  : undefined;
+const mqttAdmin = parseMqttAdminConfigIfSet();
+const mqttCredentials = mqttAdmin ? createMqttCredentialStore({ ...mqttAdmin, mqttUrl: cfg.mqttUrl }) : undefined;
 
 const app = createApp({
   sql,

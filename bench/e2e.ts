@@ -16,8 +16,10 @@ import { generateData, readDrivers } from "../db/generate.ts";
 import { config } from "../lib/config.ts";
 import { connectDatabase } from "../lib/db.ts";
 import { startFleet } from "../sim/fleet.ts";
+import { serviceUrl } from "../test/support/db.ts";
 import { createTopic } from "../test/support/kafka-cli.ts";
 import { startNodeWorker, type WorkerProcess } from "../test/support/node-workers.ts";
+import { kafkaIdentity } from "../test/support/pipeline.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -110,19 +112,27 @@ const topic = `bench-pos-${run}`;
 const dlq = `bench-dlq-${run}`;
 await createTopic(topic, 8);
 await createTopic(dlq, 2);
+// Every process with authentication on and a narrow identity, as in production: the worker as tracking_worker and
+// the Kafka principals confined by ACLs to bench-* topics (the stack's admin would skip the ACL checks).
 const env = {
-  DATABASE_URL: dbUrl, KAFKA_TOPIC: topic, KAFKA_DLQ_TOPIC: dlq, KAFKA_GROUP_ID: `bench-${run}`,
+  KAFKA_TOPIC: topic, KAFKA_DLQ_TOPIC: dlq, KAFKA_GROUP_ID: `bench-${run}`,
   MQTT_TOPIC_PREFIX: PREFIX, BRIDGE_SHARE_GROUP: `bench-${run}`, METRICS_PORT: "0",
 };
+const bridgeEnv = { ...env, ...kafkaIdentity("test-bridge", "KAFKA_TEST_BRIDGE_PASSWORD") };
+const workerEnv = {
+  ...env, ...kafkaIdentity("test-worker", "KAFKA_TEST_WORKER_PASSWORD"), DATABASE_URL: serviceUrl(dbUrl, "tracking_worker"),
+};
+// The simulated fleet multiplexes 100,000 phones over a few hundred connections: the dev-only `loadgen` user.
+const fleetMqttUrl = process.env.MQTT_LOADGEN_URL ?? config().mqttUrl;
 const processes: { name: string; worker: WorkerProcess; port: number }[] = [];
 const metricsPort = (w: WorkerProcess) => Number(/"metricsPort":(\d+)/.exec(w.output())![1]);
 for (let i = 0; i < Number(args.bridges); i++) {
-  const w = await startNodeWorker("bridge", { ...env, BRIDGE_CLIENT_ID: `bench-bridge-${run}-${i}` });
+  const w = await startNodeWorker("bridge", { ...bridgeEnv, BRIDGE_CLIENT_ID: `bench-bridge-${run}-${i}` });
   await w.waitFor("mqtt connected");
   processes.push({ name: `bridge-${i}`, worker: w, port: metricsPort(w) });
 }
 for (let i = 0; i < Number(args.workers); i++) {
-  const w = await startNodeWorker("positions", env);
+  const w = await startNodeWorker("positions", workerEnv);
   await w.waitFor("partitions assign", 60_000);
   processes.push({ name: `positions-${i}`, worker: w, port: metricsPort(w) });
 }
@@ -176,7 +186,7 @@ const results: RateResult[] = [];
 for (const rate of RATES) {
   console.error(`\noffering ${rate} positions/s for ${SECONDS} s…`);
   const fleet = await startFleet({
-    drivers, rateHz: rate / drivers.length, batch: Number(args.batch), mqttUrl: config().mqttUrl, city: "nyc",
+    drivers, rateHz: rate / drivers.length, batch: Number(args.batch), mqttUrl: fleetMqttUrl, city: "nyc",
     topicPrefix: PREFIX, driversPerConnection: 2_000,
   });
   // Warm-up: the first seconds bring every driver online (a state change per driver), not steady state. Measure

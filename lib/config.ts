@@ -156,6 +156,10 @@ export function parseMqttAdminConfig(env: Env = process.env) {
 
 export type MqttAdminConfig = ReturnType<typeof parseMqttAdminConfig>;
 
+/** The issuer's settings when this process issues MQTT credentials (MQTT_PASSWORD_FILE set), undefined otherwise. */
+export const parseMqttAdminConfigIfSet = (env: Env = process.env): MqttAdminConfig | undefined =>
+  env.MQTT_PASSWORD_FILE?.trim() ? parseMqttAdminConfig(env) : undefined;
+
 // The default is a developer's superuser URL: in production each process must be given its own role's URL. Checked
 // when read, so a process without a database (the bridge) needs none; the API and the worker read it at start-up.
 function databaseUrl(env: Env): () => string {
