@@ -175,7 +175,7 @@ export function createMqttCredentialStore(options: MqttCredentialStoreOptions): 
       protocolVersion: 5,
     });
     try {
-      // 5,000 names (~185 KB) per message stay under the broker's message_size_limit (256 KiB).
+      // 5,000 names (~185 KB) per message stay under the broker's plugin_opt_max_payload (256 KiB).
       for (let i = 0; i < usernames.length; i += 5_000) {
         const ack = await client.publishAsync(KICK_TOPIC, usernames.slice(i, i + 5_000).join("\n"), { qos: 1 });
         const reason = (ack as { reasonCode?: number } | undefined)?.reasonCode ?? 0;

@@ -20,7 +20,10 @@ export interface PublisherOptions {
   connectTimeoutMs?: number;
   /** Per-connection identity (a driver's own MQTT credentials); default: the user in mqttUrl. */
   credentials?: (connection: number) => { username: string; password: string; clientId: string };
-  /** The broker's message_size_limit: larger messages are refused here and counted as `oversized` (see below). */
+  /**
+   * The broker's payload limit (identity-guard's plugin_opt_max_payload in infra/mosquitto/mosquitto.conf, 256 KiB):
+   * larger messages are refused here and counted as `oversized` (see below).
+   */
   maxMessageBytes?: number;
   protocolVersion?: 4 | 5;
 }
@@ -45,6 +48,9 @@ export interface Publisher {
   close(timeoutMs?: number): Promise<void>;
 }
 
+/** identity-guard's plugin_opt_max_payload (infra/mosquitto/mosquitto.conf); a test keeps the two equal. */
+export const BROKER_MAX_PAYLOAD_BYTES = 262_144;
+
 interface Connection {
   client: MqttClient;
   inFlight: number;
@@ -67,9 +73,10 @@ export async function connectPublisher(options: PublisherOptions): Promise<Publi
   const countRefusal = (key: string) => {
     refused[key] = (refused[key] ?? 0) + 1;
   };
-  // Mosquitto 2.0.11 answers an oversized PUBLISH with PUBACK 0x95 (libmosquitto sees it), but mqtt.js 5.16 never
-  // completes such a publish, so the limit is checked here and the message counted instead of left in flight forever.
-  const maxMessageBytes = options.maxMessageBytes ?? 262_144;
+  // The broker (identity-guard) refuses an oversized PUBLISH with PUBACK 0x87, the same code as a forbidden topic, and
+  // counts it on $SYS/identity-guard/oversized. Checking the same limit here keeps the simulator's count apart
+  // (`oversized`, not `0x87`) and does not ship a message the broker will refuse. Keep it equal to the broker's.
+  const maxMessageBytes = options.maxMessageBytes ?? BROKER_MAX_PAYLOAD_BYTES;
 
   const connections: Connection[] = await Promise.all(
     Array.from({ length: Math.max(1, options.connections) }, async (_, i) => {

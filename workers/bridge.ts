@@ -9,7 +9,7 @@ import { mainReason } from "../lib/dead-letter.ts";
 import { createRecordProducer, sendToDlq, type RecordProducer } from "../lib/kafka.ts";
 import { decodeMqttMessage, type PositionRecord } from "../lib/position.ts";
 import { logger } from "./log.ts";
-import { createMetrics, serveMetrics, type Metrics } from "./metrics.ts";
+import { BROKER_OVERSIZED_TOPIC, brokerStatsHandler, createMetrics, serveMetrics, type Metrics } from "./metrics.ts";
 import { startSubscriber } from "./mqtt-subscriber.ts";
 
 const log = logger("bridge");
@@ -85,6 +85,12 @@ async function main() {
     clientId,
     topics: bridgeTopics(cfg.bridgeShareGroup, cfg.mqttTopicPrefix),
     onMessage: forward,
+    // The broker's count of oversized messages it refused (identity-guard), as the gauge mqtt_broker_oversized_dropped:
+    // a side topic at QoS 0, never forwarded to Kafka. Broker-wide, so without the run's topic prefix.
+    sideTopics: [BROKER_OVERSIZED_TOPIC],
+    onSideMessage: brokerStatsHandler(metrics, (topic, payload) =>
+      log.warn("unexpected broker stats message", { topic, payload: payload.slice(0, 100) }),
+    ),
     onStatus: (event) => log.info(`mqtt ${event}`, { clientId }),
     // Loud: a bridge refused by the broker, or without its subscription, forwards nothing while looking alive.
     onProblem: (kind, detail) => {

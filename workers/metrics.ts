@@ -104,6 +104,15 @@ export function createMetrics(process: string) {
       help: "Records sent to the DLQ (one per refused message, however many of its positions were refused)",
       registers: [registry],
     }),
+    brokerOversizedDropped: new Gauge({
+      name: "mqtt_broker_oversized_dropped",
+      help:
+        "MQTT messages the broker refused as over its payload limit (identity-guard's plugin_opt_max_payload) since " +
+        "the broker started; read from the retained $SYS/identity-guard/oversized (it falls back to 0 when the broker " +
+        "restarts). Absent until the broker's value arrived (not 0), so absent() shows a bridge that cannot read it",
+      // Registered by brokerStatsHandler with the first value: an unlabelled gauge would otherwise read 0 at once.
+      registers: [],
+    }),
     upkeepFailures: new Counter({
       name: "upkeep_failures_total",
       help: "Scheduled upkeep runs (offline sweep, trail partitions, lag) that failed, by job",
@@ -114,6 +123,30 @@ export function createMetrics(process: string) {
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** The broker's count of refused oversized messages: identity-guard publishes it there, retained, as a decimal. */
+export const BROKER_OVERSIZED_TOPIC = "$SYS/identity-guard/oversized";
+
+/**
+ * The handler of the broker's side topics (not of positions): sets mqtt_broker_oversized_dropped from
+ * BROKER_OVERSIZED_TOPIC. Anything else, or a payload that is not a count, goes to `onBadMessage` and changes nothing.
+ */
+export function brokerStatsHandler(
+  metrics: Pick<Metrics, "brokerOversizedDropped" | "registry">,
+  onBadMessage?: (topic: string, payload: string) => void,
+) {
+  return (topic: string, payload: Buffer): void => {
+    const text = payload.toString("utf8");
+    if (topic === BROKER_OVERSIZED_TOPIC && /^\d{1,15}$/.test(text)) {
+      metrics.brokerOversizedDropped.set(Number(text));
+      if (!metrics.registry.getSingleMetric("mqtt_broker_oversized_dropped")) {
+        metrics.registry.registerMetric(metrics.brokerOversizedDropped);
+      }
+      return;
+    }
+    onBadMessage?.(topic, text);
+  };
+}
 
 /** `ready` (default: always) answers GET /ready: 200 when it holds, else 503 (e.g. the bridge without its subscription). */
 export async function serveMetrics(

@@ -3,6 +3,9 @@
  * caller says the message is safe, but keeps reading meanwhile: PUBACKs go out in arrival order (as MQTT requires)
  * as soon as every earlier message is done. mqtt.js cannot do this: with manual acks it reads the next packet only
  * after the previous one was acknowledged, which caps one connection at one Kafka round trip per message.
+ *
+ * Next to the data topics it can follow a few literal side topics (e.g. the broker's $SYS/identity-guard/oversized
+ * counter) at QoS 0, whose messages go to their own callback and never to onMessage.
  */
 import { connect, type Socket } from "node:net";
 import mqttPacket, { type IPublishPacket, type Packet } from "mqtt-packet";
@@ -13,6 +16,13 @@ export interface SubscriberOptions {
   topics: string[];
   /** Called for every message; the returned promise resolving means "safe, acknowledge". Rejection = no ack. */
   onMessage(topic: string, payload: Buffer): Promise<void>;
+  /**
+   * Literal topics (no wildcard, no $share) subscribed at QoS 0 next to `topics`: their messages go to onSideMessage,
+   * never to onMessage. A refused side topic is reported (onProblem) but does not make the subscriber unready: the
+   * data topics are what the process is for.
+   */
+  sideTopics?: string[];
+  onSideMessage?(topic: string, payload: Buffer): void;
   /** Stop reading from the socket while this many messages are unacknowledged (bounded memory). */
   maxInFlight?: number;
   keepaliveSeconds?: number;
@@ -56,6 +66,10 @@ export function startSubscriber(options: SubscriberOptions): Subscriber {
     throw new Error(`the bridge speaks MQTT over plain TCP only; ${url.protocol} in ${options.url} is not supported`);
   }
   const maxInFlight = options.maxInFlight ?? 20_000;
+  const sideTopics = options.sideTopics ?? [];
+  for (const t of sideTopics) {
+    if (t.startsWith("$share/") || /[+#]/.test(t)) throw new Error(`side topic ${t} must be a literal topic`);
+  }
   const keepalive = options.keepaliveSeconds ?? 30;
   let socket: Socket | undefined;
   let closing = false;
@@ -101,8 +115,25 @@ export function startSubscriber(options: SubscriberOptions): Subscriber {
     }
   }
 
+  function onSidePublish(packet: IPublishPacket, payload: Buffer) {
+    try {
+      options.onSideMessage?.(packet.topic, payload);
+    } catch {
+      // A side message is information only; a failing handler must not cost the data topics their connection.
+    }
+    // Subscribed at QoS 0, so the broker sends QoS 0; acknowledge in order all the same if it ever does not.
+    if (packet.qos === 1) {
+      pending.push({ messageId: packet.messageId!, done: true, session });
+      scheduleFlush();
+    }
+  }
+
   function onPublish(packet: IPublishPacket) {
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    if (sideTopics.includes(packet.topic)) {
+      onSidePublish(packet, payload);
+      return;
+    }
     if (packet.qos === 0) {
       options.onMessage(packet.topic, payload).catch(() => {});
       return;
@@ -172,7 +203,10 @@ export function startSubscriber(options: SubscriberOptions): Subscriber {
           send({
             cmd: "subscribe",
             messageId: 1,
-            subscriptions: options.topics.map((topic) => ({ topic, qos: 1 as const })),
+            subscriptions: [
+              ...options.topics.map((topic) => ({ topic, qos: 1 as const })),
+              ...sideTopics.map((topic) => ({ topic, qos: 0 as const })),
+            ],
           });
           ping = setInterval(() => {
             // A half-open connection never errors by itself: no answer to our pings within 1.5 keepalives ends it.
@@ -185,9 +219,14 @@ export function startSubscriber(options: SubscriberOptions): Subscriber {
           onPublish(packet);
           break;
         case "suback": {
-          const refusedTopics = options.topics.filter((_, i) => ((packet.granted[i] as number) ?? 0x80) >= 0x80);
+          const refused = (i: number) => ((packet.granted[i] as number) ?? 0x80) >= 0x80;
+          const refusedTopics = options.topics.filter((_, i) => refused(i));
           granted = refusedTopics.length === 0;
           if (!granted) options.onProblem?.("subscribe_refused", `SUBACK 0x80 for ${refusedTopics.join(", ")}`);
+          const refusedSide = sideTopics.filter((_, i) => refused(options.topics.length + i));
+          if (refusedSide.length > 0) {
+            options.onProblem?.("subscribe_refused", `SUBACK 0x80 for ${refusedSide.join(", ")} (side topic)`);
+          }
           break;
         }
         default:

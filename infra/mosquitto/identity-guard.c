@@ -12,11 +12,20 @@
  *    reloaded it (SIGHUP; verified), so an admin publishes the revoked usernames, one per line, to
  *    $CONTROL/identity-guard/v1/kick and the plugin disconnects their sessions (the ACL allows that topic to admin).
  *
+ * 4. Payload size: a PUBLISH whose payload is over plugin_opt_max_payload bytes (default 262144) is refused
+ *    (MOSQ_ERR_ACL_DENIED: an MQTT 5 client gets PUBACK 0x87, a 3.1.1 client a plain PUBACK, as for any refused
+ *    publish), logged as a WARNING naming client id, username, topic and size, and counted: the running count since
+ *    the broker started is published, retained, on $SYS/identity-guard/oversized (read by the bridge, which exports
+ *    it as a metric). Mosquitto's own message_size_limit is not used for this: it drops the message before any
+ *    plugin runs and logs that at debug level only, so an MQTT 3.1.1 phone's message vanished without a trace.
+ *    The broker's max_packet_size stays as an outer bound (the connection is closed beyond it; see mosquitto.conf).
+ *
  * Everything else defers to password_file / acl_file (which run after this plugin), so topic rights stay in the ACL.
  * Dynamic security (also in 2.0.11) was not used: its ACLs have no %u patterns (one role per driver) and it rewrites
  * its whole JSON file on every command, which does not scale to 100,000 drivers.
  */
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <ctype.h>
@@ -26,10 +35,16 @@
 #include <mosquitto_plugin.h>
 
 #define CONTROL_TOPIC "$CONTROL/identity-guard/v1/kick"
+#define OVERSIZED_TOPIC "$SYS/identity-guard/oversized"
+#define DEFAULT_MAX_PAYLOAD 262144L
 
 static mosquitto_plugin_id_t *plugin_id;
 static char *subscribers; /* " a b c " : space-padded for whole-word search */
 static char *reserved_ids;
+static long max_payload = DEFAULT_MAX_PAYLOAD; /* 0 = no limit */
+/* Refused oversized messages since the broker started. The plugin is initialised once per broker process (a SIGHUP
+ * reload does not call mosquitto_plugin_init again), so this is the broker's count since its start. */
+static unsigned long long oversized_count;
 
 static char *padded_list(const char *value)
 {
@@ -82,10 +97,39 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	return MOSQ_ERR_PLUGIN_DEFER;
 }
 
+/* The running count, retained, so a subscriber that comes later (a restarted bridge) reads the current value. */
+static void publish_oversized_count(void)
+{
+	char payload[24];
+	int n = snprintf(payload, sizeof(payload), "%llu", oversized_count);
+	int rc = mosquitto_broker_publish_copy(NULL, OVERSIZED_TOPIC, n, payload, 0, true, NULL);
+	if(rc != MOSQ_ERR_SUCCESS){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "identity-guard: publishing %s failed (%d)", OVERSIZED_TOPIC, rc);
+	}
+}
+
+static int refuse_oversized(const struct mosquitto_evt_acl_check *ed)
+{
+	const char *id = mosquitto_client_id(ed->client);
+	const char *username = mosquitto_client_username(ed->client);
+	oversized_count++;
+	/* Mosquitto's log file carries no level, so the line says it, as the broker's own warnings do ("Warning: ..."). */
+	mosquitto_log_printf(MOSQ_LOG_WARNING,
+			"Warning: identity-guard: oversized message refused: client %s, user %s, topic %s, %ld bytes (limit %ld); %llu refused since start",
+			id ? id : "(none)", username ? username : "(none)", ed->topic, ed->payloadlen, max_payload, oversized_count);
+	publish_oversized_count();
+	return MOSQ_ERR_ACL_DENIED;
+}
+
 static int on_acl_check(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_acl_check *ed = event_data;
 	(void)event; (void)userdata;
+	/* WRITE: a client's PUBLISH (and its will, when the broker is about to send it). */
+	if(ed->access == MOSQ_ACL_WRITE){
+		if(max_payload > 0 && ed->payloadlen > max_payload) return refuse_oversized(ed);
+		return MOSQ_ERR_PLUGIN_DEFER;
+	}
 	if(ed->access != MOSQ_ACL_SUBSCRIBE) return MOSQ_ERR_PLUGIN_DEFER;
 	bool wide = !strncmp(ed->topic, "$share/", 7) || strchr(ed->topic, '+') || strchr(ed->topic, '#');
 	if(!wide) return MOSQ_ERR_PLUGIN_DEFER;
@@ -135,8 +179,20 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 		}else if(!strcmp(opts[i].key, "reserved_ids")){
 			free(reserved_ids);
 			reserved_ids = padded_list(opts[i].value);
+		}else if(!strcmp(opts[i].key, "max_payload")){
+			char *end = NULL;
+			long value = strtol(opts[i].value, &end, 10);
+			if(!*opts[i].value || *end || value < 0){
+				mosquitto_log_printf(MOSQ_LOG_ERR, "identity-guard: plugin_opt_max_payload %s is not a byte count",
+						opts[i].value);
+				return MOSQ_ERR_INVAL;
+			}
+			max_payload = value;
 		}
 	}
+	mosquitto_log_printf(MOSQ_LOG_NOTICE, "identity-guard: payloads over %ld bytes are refused", max_payload);
+	/* The counter exists (0) from the start, so a reader can tell "none refused" from "not published". */
+	publish_oversized_count();
 	int rc = mosquitto_callback_register(plugin_id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, NULL);
 	if(rc) return rc;
 	rc = mosquitto_callback_register(plugin_id, MOSQ_EVT_CONTROL, on_control, CONTROL_TOPIC, NULL);

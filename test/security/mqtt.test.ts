@@ -1,5 +1,6 @@
 // Against the real Mosquitto that `bin/stack up` started (password_file + acl_file + identity-guard plugin): every
 // client proves who it is, and a driver touches only its own topics. Credentials come from lib/mqtt-credentials.ts.
+import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import { config, parseMqttAdminConfig } from "../../lib/config.ts";
@@ -175,32 +176,106 @@ describe("what a driver may touch", () => {
   });
 });
 
-describe("oversized messages (message_size_limit 262144)", () => {
-  const big = "x".repeat(262_144 + 1);
-
-  // Measured on 2.0.11: libmosquitto's MQTT 5 client (mosquitto_pub -V mqttv5) gets PUBACK 0x95 for this message,
-  // but mqtt.js 5.16 (Bun and Node alike) never gets an answer: its callback does not fire and the message stays in
-  // flight. So the simulator counts such messages itself (sim/publisher.ts refuses and counts them before sending).
-  test("an MQTT 5 client built on libmosquitto is told: PUBACK 0x95 (packet too large)", async () => {
-    const tester = new URL(config().mqttUrl);
-    const file = `/tmp/oversized-${process.pid}.bin`;
-    await Bun.write(file, big);
-    // mosquitto_pub takes the password as -P (a throwaway credential of this test, revoked at the end).
-    const pub = Bun.spawnSync(
-      ["mosquitto_pub", "-h", tester.hostname, "-p", tester.port || "1883", "-V", "mqttv5", "-q", "1", "-d",
-        "-u", alice.username, "-P", alice.password, "-i", alice.client_id, "-t", `drivers/${alice.username}/location`, "-f", file],
-    );
-    expect(pub.stdout.toString() + pub.stderr.toString()).toContain("PUBACK (Mid: 1, RC:149)");
+describe("oversized messages (identity-guard's plugin_opt_max_payload 262144)", () => {
+  const OVERSIZED_TOPIC = "$SYS/identity-guard/oversized";
+  const LOG = new URL("../../.stack/logs/mosquitto.log", import.meta.url).pathname;
+  // The broker's counter as the tester sees it: the retained value on subscribe, then each new value, in order.
+  const counts: number[] = [];
+  beforeAll(async () => {
+    tester.on("message", (topic, payload) => {
+      if (topic === OVERSIZED_TOPIC) counts.push(Number(payload.toString()));
+    });
+    await tester.subscribeAsync(OVERSIZED_TOPIC, { qos: 0 });
+    // identity-guard publishes the count (0 at start) retained, so a subscriber always gets the current value.
+    await waitFor(() => counts.length > 0, "the retained count");
   });
+  /** Resolves with the first value the broker publishes above `before` (each refusal publishes the new count). */
+  const nextCount = async (before: number) => {
+    await waitFor(() => counts.some((n) => n > before), `a count above ${before}`);
+    return counts.find((n) => n > before)!;
+  };
+  const logHas = async (text: string) => {
+    // Mosquitto flushes each log line; wait for ours rather than for a while.
+    await waitFor(() => readFileSync(LOG, "utf8").includes(text), `"${text}" in ${LOG}`);
+  };
 
-  test("an MQTT 3.1.1 phone gets a normal PUBACK and the message is dropped (measured: the protocol has no code)", async () => {
+  test("an MQTT 3.1.1 driver's 300 KB QoS 1 message: a plain PUBACK, delivered to nobody, counted and logged", async () => {
     const group = `sec-big-${process.pid}`;
     const seen = recorder(tester);
     await tester.subscribeAsync(`$share/${group}/drivers/${alice.username}/location`, { qos: 1 });
+    const before = counts.at(-1)!;
     const phone = await asDriver(alice, { protocolVersion: 4 });
-    await phone.publishAsync(`drivers/${alice.username}/location`, big, { qos: 1 });
+    // MQTT 3.1.1 has no refusal code: the broker acknowledges (this resolves) and drops the message.
+    await phone.publishAsync(`drivers/${alice.username}/location`, "x".repeat(300_000), { qos: 1 });
     await phone.publishAsync(`drivers/${alice.username}/location`, "after", { qos: 1 });
+    // Delivery per publisher is ordered: once "after" arrived, the big one would have arrived before it.
     await waitFor(() => seen.some((m) => m.endsWith(" after")), "the message after the oversized one");
-    expect(seen.filter((m) => m.includes(`drivers/${alice.username}/location`)).map((m) => m.length < 1000)).not.toContain(false);
+    expect(seen.filter((m) => m.length > 1_000)).toEqual([]);
+    expect(await nextCount(before)).toBe(before + 1);
+    await logHas(
+      `Warning: identity-guard: oversized message refused: client ${alice.client_id}, user ${alice.username}, ` +
+        `topic drivers/${alice.username}/location, 300000 bytes (limit 262144)`,
+    );
+  });
+
+  test("an MQTT 5 driver's oversized message is refused with PUBACK 0x87 (not authorized) and counted", async () => {
+    const before = counts.at(-1)!;
+    const phone = await asDriver(alice, { protocolVersion: 5 });
+    const code = await phone.publishAsync(`drivers/${alice.username}/l`, "x".repeat(262_145), { qos: 1 }).then(
+      (ack) => (ack as { reasonCode?: number } | undefined)?.reasonCode ?? 0,
+      (err: { code?: number }) => err.code ?? -1,
+    );
+    // 0x87, not 0x95: a plugin's refusal of a PUBLISH is MOSQ_ERR_ACL_DENIED, which 2.0.11 answers with 0x87 only.
+    expect(code).toBe(0x87);
+    expect(phone.connected).toBe(true);
+    expect(await nextCount(before)).toBe(before + 1);
+    await logHas(`user ${alice.username}, topic drivers/${alice.username}/l, 262145 bytes (limit 262144)`);
+  });
+
+  test("a 200 KB message (under the limit) is delivered whole, and the limit itself passes", async () => {
+    const group = `sec-200k-${process.pid}`;
+    const seen = recorder(tester);
+    await tester.subscribeAsync(`$share/${group}/drivers/${alice.username}/location`, { qos: 1 });
+    const phone = await asDriver(alice, { protocolVersion: 4 });
+    const at200k = "y".repeat(200_000);
+    const atLimit = "z".repeat(262_144);
+    await phone.publishAsync(`drivers/${alice.username}/location`, at200k, { qos: 1 });
+    await phone.publishAsync(`drivers/${alice.username}/location`, atLimit, { qos: 1 });
+    await waitFor(() => seen.includes(`drivers/${alice.username}/location ${atLimit}`), "the message at the limit");
+    expect(seen).toContain(`drivers/${alice.username}/location ${at200k}`);
+  });
+
+  test("over max_packet_size (1 MiB) the broker closes the connection: MQTT 5 gets DISCONNECT 0x95, 3.1.1 nothing", async () => {
+    const huge = "h".repeat(1_100_000);
+    const v5 = await asDriver(alice, { protocolVersion: 5 });
+    // Writing the rest of the packet to a closed socket may fail; that is the point, not an error of the test.
+    v5.on("error", () => {});
+    const disconnect = new Promise<number | undefined>((resolve) => v5.once("disconnect", (p) => resolve(p.reasonCode)));
+    const v5Closed = new Promise<void>((resolve) => v5.once("close", () => resolve()));
+    // The publish never completes (the broker closes the connection instead of answering); its callback swallows
+    // whatever mqtt.js reports when the client is ended.
+    v5.publish(`drivers/${alice.username}/location`, huge, { qos: 1 }, () => {});
+    expect(await disconnect).toBe(0x95);
+    await v5Closed;
+    const v311 = await asDriver(alice, { protocolVersion: 4 });
+    v311.on("error", () => {});
+    const packets: string[] = [];
+    v311.on("packetreceive", (p) => packets.push(p.cmd));
+    const v311Closed = new Promise<void>((resolve) => v311.once("close", () => resolve()));
+    v311.publish(`drivers/${alice.username}/location`, huge, { qos: 1 }, () => {});
+    await v311Closed;
+    expect(packets).not.toContain("puback");
+  });
+});
+
+describe("identity-guard's counter topic", () => {
+  test("a driver's literal subscription to it is granted but nothing is delivered (acl_file filters at delivery)", async () => {
+    const phone = await asDriver(alice);
+    const seen = recorder(phone);
+    // One SUBSCRIBE: a retained count would be sent right after the SUBACK, before the command published below.
+    await phone.subscribeAsync(["$SYS/identity-guard/oversized", `drivers/${alice.username}/cmd`], { qos: 1 });
+    await tester.publishAsync(`drivers/${alice.username}/cmd`, "ping", { qos: 1 });
+    await waitFor(() => seen.length > 0, "alice's command");
+    expect(seen).toEqual([`drivers/${alice.username}/cmd ping`]);
   });
 });

@@ -7,9 +7,10 @@ import { decodeMqttMessage, type DevicePosition } from "../../lib/position.ts";
 import { cityByName, insideBbox } from "../../sim/cities.ts";
 import { MAX_SPEED_KMH } from "../../sim/movement.ts";
 import { encodePositions, positionTopic } from "../../sim/payload.ts";
-import { connectPublisher } from "../../sim/publisher.ts";
+import { BROKER_MAX_PAYLOAD_BYTES, connectPublisher } from "../../sim/publisher.ts";
 import { startFleet } from "../../sim/simulated-fleet.ts";
 import { haversineM } from "../../lib/position.ts";
+import { readFileSync } from "node:fs";
 
 interface Received {
   topic: string;
@@ -78,8 +79,9 @@ describe("publisher", () => {
       const payload = encodePositions([{ lat: 40.75, lon: -73.98, tst: 1764083000 }], false);
       expect(publisher.publish(0, positionTopic(own, false), payload, 1)).toBe(true);
       expect(publisher.publish(0, positionTopic(other, false), payload, 1)).toBe(true);
-      // Over the broker's 256 KiB limit: refused before sending (mqtt.js never completes such a publish).
-      expect(publisher.publish(0, positionTopic(own, false), "x".repeat(262_145), 1)).toBe(false);
+      // Over the broker's 256 KiB limit (identity-guard's plugin_opt_max_payload, which would answer 0x87): refused
+      // before sending and counted apart as `oversized`.
+      expect(publisher.publish(0, positionTopic(own, false), "x".repeat(BROKER_MAX_PAYLOAD_BYTES + 1), 1)).toBe(false);
       await publisher.close();
       expect(publisher.stats()).toMatchObject({ messages: 1, positions: 1, errors: 0, refused: { "0x87": 1, oversized: 1 } });
       await waitFor(() => messagesFor(new Set([own])).length === 1);
@@ -87,6 +89,11 @@ describe("publisher", () => {
       await Promise.all(phones.map((p) => store.revoke(p.username)));
       await store.close();
     }
+  });
+
+  test("the simulator's payload limit is the broker's (identity-guard's plugin_opt_max_payload)", () => {
+    const conf = readFileSync(new URL("../../infra/mosquitto/mosquitto.conf", import.meta.url), "utf8");
+    expect(/^plugin_opt_max_payload (\d+)$/m.exec(conf)?.[1]).toBe(String(BROKER_MAX_PAYLOAD_BYTES));
   });
 
   test("a connection with too many unacknowledged messages refuses more", async () => {
