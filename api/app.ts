@@ -20,6 +20,7 @@ import { ordersModule } from "./modules/orders/index.ts";
 import type { TrackCacheOptions } from "./modules/tracking/cache.ts";
 import type { OrderFeed } from "./modules/tracking/feed.ts";
 import { createTrackCacheFor, trackingModule } from "./modules/tracking/index.ts";
+import { createLiveStreamGate } from "./modules/tracking/streams.ts";
 
 export interface ApiDeps {
   sql: Sql;
@@ -31,6 +32,8 @@ export interface ApiDeps {
   feed: OrderFeed;
   /** Live stream heartbeat period (default 15 s). */
   heartbeatMs?: number;
+  /** Most live streams at once (server.ts: liveStreamCeiling()); unbounded when absent, as in most tests. */
+  liveStreamsMax?: number;
   /** GET /track's cache (config TRACK_CACHE_*); tests that write and read back at once leave it off. */
   trackCache?: TrackCacheOptions;
   kafkaSendTimeoutMs?: number;
@@ -45,7 +48,8 @@ export interface ApiDeps {
 
 export function createApp(deps: ApiDeps) {
   const cache = createTrackCacheFor(deps);
-  const metrics = createHttpMetrics({ liveSubscribers: () => deps.feed.subscribers, trackCache: cache });
+  const liveStreams = createLiveStreamGate(deps.liveStreamsMax ?? Number.POSITIVE_INFINITY);
+  const metrics = createHttpMetrics({ liveSubscribers: () => deps.feed.subscribers, liveStreams, trackCache: cache });
   const readiness = readinessService(deps);
   const tokens = createTokenService(deps.auth);
   const auth = authPlugin(tokens);
@@ -73,7 +77,7 @@ export function createApp(deps: ApiDeps) {
       }),
     )
     .use(healthModule({ readiness, registry: metrics.registry, auth }))
-    .use(trackingModule({ ...deps, cache, auth, access }))
+    .use(trackingModule({ ...deps, cache, auth, access, liveStreams }))
     .use(driversModule({ ...deps, auth, mqttUrl: deps.mqttUrl ?? "mqtt://127.0.0.1:1883" }))
     .use(ordersModule({ sql: deps.sql, auth, access, tokens, trackingLinkTtlSeconds: deps.auth.trackingLinkTtlSeconds }));
   // Deny by default: a route that forgot to say who may call it stops the API from starting.

@@ -102,7 +102,11 @@ export const errorHandler = new Elysia({ name: "error-handler" }).use(bodyLimits
   // AppError first: its codes (NOT_FOUND, VALIDATION) are also names Elysia gives its own errors.
   const appError = error instanceof AppError ? error : (fromElysia(code, error) ?? toAppError(error));
   if (appError.code === "INTERNAL") console.error("[api] internal error:", appError.cause ?? appError);
-  else if (appError.status >= 500) console.error(`[api] ${appError.code}: ${describeCause(appError)}`);
+  // Refusals at the live-stream ceiling come by the thousand and are counted on /metrics: a log line each would cost
+  // more than the refusal.
+  else if (appError.status >= 500 && appError.code !== "TOO_MANY_STREAMS") {
+    console.error(`[api] ${appError.code}: ${describeCause(appError)}`);
+  }
   set.status = appError.status;
   set.headers["content-type"] = "application/json";
   return appError.toJSON();

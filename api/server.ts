@@ -11,6 +11,7 @@ import { createMqttCredentialStore } from "../lib/mqtt-credentials.ts";
 import { createApp } from "./app.ts";
 import { startKafkaSidecar } from "./kafka/sidecar-client.ts";
 import { createOrderFeed } from "./modules/tracking/feed.ts";
+import { liveStreamCeiling, openFileLimit } from "./modules/tracking/streams.ts";
 
 const SHUTDOWN_DEADLINE_MS = 15_000;
 
@@ -18,6 +19,9 @@ const SHUTDOWN_DEADLINE_MS = 15_000;
 if (!isProduction) throw new Error("[api] Elysia is not in production mode (import api/production-mode.ts first)");
 
 const cfg = config();
+// Read here, after Bun raised its soft limit to the hard one: the number this process can really open.
+const fileLimit = openFileLimit();
+const liveStreamsMax = liveStreamCeiling(cfg.liveStreamsMax, fileLimit);
 const sql = connectDatabase(cfg.databaseUrl, { max: 20, application: "api" });
 // Not awaited: the API serves reads while Kafka connects; PATCH answers 503 and /ready says why until then.
 const kafka = startKafkaSidecar({ clientId: "tracking-api" });
@@ -31,6 +35,7 @@ const app = createApp({
   kafka,
   positionsTopic: cfg.kafkaTopic,
   feed,
+  liveStreamsMax,
   trackCache: { ttlMs: cfg.trackCacheTtlMs, maxEntries: cfg.trackCacheMaxEntries },
   // Parsed here, at start-up: no AUTH_TOKEN_SECRET (or a short one) stops the API before it listens.
   auth: authConfig(),
@@ -43,8 +48,14 @@ const app = createApp({
   maxRequestBodySize: 1024 * 1024,
   // Longer than the live streams' 15 s heartbeat, or Bun would cut quiet streams.
   idleTimeout: 30,
+  // SO_REUSEPORT (also Elysia's default, said here because it is relied on): several API processes on one host share
+  // API_PORT and the kernel spreads new connections over them, each with its own live-stream ceiling.
+  reusePort: true,
 });
-console.log(`[api] listening on http://${app.server?.hostname}:${app.server?.port} (production mode)`);
+console.log(
+  `[api] listening on http://${app.server?.hostname}:${app.server?.port} (production mode; at most ` +
+    `${liveStreamsMax} live streams, open-file limit ${fileLimit ?? "unknown"})`,
+);
 
 let stopping = false;
 async function shutdown(signal: string) {

@@ -210,6 +210,11 @@ export function parseConfig(env: Env = process.env) {
     /** Longest GET /track serves a cached answer without a notice from the database; 0 reads it every time. */
     trackCacheTtlMs: integer(env, "TRACK_CACHE_TTL_MS", 1_000, 0, 60_000),
     trackCacheMaxEntries: integer(env, "TRACK_CACHE_MAX_ENTRIES", 100_000, 1, 10_000_000),
+    /**
+     * Most live tracking streams one API process holds (503 TOO_MANY_STREAMS past it); 0 = the open-file limit less
+     * a reserve for ordinary requests (api/modules/tracking/streams.ts), which is also the most it may be set to.
+     */
+    liveStreamsMax: integer(env, "LIVE_STREAMS_MAX", 0, 0, 10_000_000),
     /** POST /orders refuses (422 ORDER_LIMIT) an order whose items add up to more than this. */
     orderMaxTotalCents: integer(env, "ORDER_MAX_TOTAL_CENTS", 100_000, 1, 1_000_000_000),
     /** POST /orders refuses (422 ORDER_LIMIT) a delivery point farther than this from the restaurant. */

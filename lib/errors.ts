@@ -38,6 +38,7 @@ export const ERROR_CODES = {
   POSITION_REJECTED: { status: 422, retriable: false }, // well-formed positions the clock or accuracy rules refuse
   NO_DRIVER_AVAILABLE: { status: 409, retriable: true },
   UPSTREAM_UNAVAILABLE: { status: 503, retriable: true },
+  TOO_MANY_STREAMS: { status: 503, retriable: true }, // this API process holds its most live streams (Retry-After)
   INTERNAL: { status: 500, retriable: true },
 } as const;
 export type ErrorCode = keyof typeof ERROR_CODES;

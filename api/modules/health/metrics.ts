@@ -6,9 +6,11 @@
 import { Elysia } from "elysia";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { TrackCache } from "../tracking/cache.ts";
+import { CLOSE_REASONS, type LiveStreamGate } from "../tracking/streams.ts";
 
 export function createHttpMetrics(options: {
   liveSubscribers: () => number;
+  liveStreams?: Pick<LiveStreamGate, "max" | "open" | "refused" | "closed">;
   trackCache?: Pick<TrackCache, "hits" | "reads" | "size">;
 }) {
   const registry = new Registry();
@@ -35,6 +37,45 @@ export function createHttpMetrics(options: {
       this.set(options.liveSubscribers());
     },
   });
+
+  const streams = options.liveStreams;
+  if (streams) {
+    new Gauge({
+      name: "live_streams",
+      help: "Live tracking streams held (each one socket)",
+      registers: [registry],
+      collect() {
+        this.set(streams.open);
+      },
+    });
+    new Gauge({
+      name: "live_streams_max",
+      help: "The most live streams this process holds (LIVE_STREAMS_MAX or the open-file limit less a reserve)",
+      registers: [registry],
+      collect() {
+        this.set(streams.max);
+      },
+    });
+    new Counter({
+      name: "live_streams_refused_total",
+      help: "Live streams refused at the ceiling (503 TOO_MANY_STREAMS)",
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(streams.refused);
+      },
+    });
+    new Counter({
+      name: "live_streams_closed_total",
+      help: "Live streams closed, by reason: ended, client, slow_client (dropped for not reading), shutdown",
+      labelNames: ["reason"] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const reason of CLOSE_REASONS) this.inc({ reason }, streams.closed[reason]);
+      },
+    });
+  }
 
   const cache = options.trackCache;
   if (cache) {

@@ -9,11 +9,14 @@ import type { OrderFeed } from "./feed.ts";
 import { DEFAULT_HEARTBEAT_MS, openLiveStream } from "./live.ts";
 import { Track, TrackParams } from "./model.ts";
 import { trackingService } from "./service.ts";
+import { LIVE_RETRY_AFTER_SECONDS, type LiveStreamGate } from "./streams.ts";
 
 export interface TrackingDeps {
   sql: Sql;
   feed: OrderFeed;
   heartbeatMs?: number;
+  /** The process's ceiling on live streams (api/modules/tracking/streams.ts). */
+  liveStreams: LiveStreamGate;
   /** GET /track answers kept between notices; without it every request reads the database. */
   trackCache?: TrackCacheOptions;
   /** The cache itself, when the app built it (to show it on /metrics); otherwise built here from trackCache. */
@@ -57,9 +60,22 @@ export function trackingModule(deps: TrackingDeps) {
     )
     .get(
       "/:order_id/live",
-      async ({ params, request, principal }) => {
-        await deps.access.check(principal, params.order_id);
-        return openLiveStream(params.order_id, live, request.signal);
+      async ({ params, request, principal, set }) => {
+        // Before any database work: at the ceiling a refusal must cost next to nothing.
+        const release = deps.liveStreams.acquire();
+        if (!release) {
+          set.headers["retry-after"] = String(LIVE_RETRY_AFTER_SECONDS);
+          // The refused client's socket is closed too: its descriptor is what the ceiling protects.
+          set.headers.connection = "close";
+          throw new AppError("TOO_MANY_STREAMS", `this server holds its most live streams (${deps.liveStreams.max})`);
+        }
+        try {
+          await deps.access.check(principal, params.order_id);
+          return await openLiveStream(params.order_id, live, { signal: request.signal, onClose: release });
+        } catch (error) {
+          release();
+          throw error;
+        }
       },
       {
         auth: TRACKERS,
@@ -70,7 +86,9 @@ export function trackingModule(deps: TrackingDeps) {
           description:
             "text/event-stream. `track`: the GET /track/{order_id} answer, first and after each status change. " +
             "`position`: {order_id, status, driver_id, driver_state, lat, lon, at, eta_seconds} when the driver " +
-            "moves. `end`: the order is delivered or cancelled and the stream closes. Comment lines are heartbeats.",
+            "moves. `end`: the order is delivered or cancelled and the stream closes. Comment lines are heartbeats. " +
+            "503 TOO_MANY_STREAMS with Retry-After when this server holds its most streams (GET /track still " +
+            "answers); a client that stops reading is disconnected.",
         },
       },
     );

@@ -3,12 +3,14 @@
  *   `track`    the whole /track answer: first, then after every status change (and after a listener reconnect);
  *   `position` the driver moved: the database's notice as it is (no query per position);
  *   `end`      the order is delivered or cancelled; the server closes the stream (clients should not reconnect).
- * A comment line every `heartbeatMs` keeps proxies and load balancers from dropping a quiet stream.
+ * A comment line every `heartbeatMs` keeps proxies and load balancers from dropping a quiet stream. A client that
+ * stops taking what is sent is dropped (see createStallWatch in streams.ts): nothing is buffered for it without bound.
  */
 import { AppError } from "../../../lib/errors.ts";
 import type { FeedEvent, OrderFeed } from "./feed.ts";
 import type { Track } from "./model.ts";
 import type { TrackingService } from "./service.ts";
+import { type CloseReason, createStallWatch, LIVE_QUEUE_MARK_BYTES } from "./streams.ts";
 
 export const DEFAULT_HEARTBEAT_MS = 15_000;
 const TERMINAL: ReadonlySet<string> = new Set(["delivered", "cancelled"]);
@@ -20,7 +22,19 @@ export interface LiveStreamDeps {
   heartbeatMs: number;
 }
 
-export async function openLiveStream(orderId: string, deps: LiveStreamDeps, signal?: AbortSignal): Promise<Response> {
+export interface LiveStreamOptions {
+  /** The request's signal: the client went away. */
+  signal?: AbortSignal;
+  /** Called once when the stream closes, with why (not when opening fails: the caller sees that as a throw). */
+  onClose?: (reason: CloseReason) => void;
+}
+
+export async function openLiveStream(
+  orderId: string,
+  deps: LiveStreamDeps,
+  options: LiveStreamOptions = {},
+): Promise<Response> {
+  const { signal } = options;
   // Subscribe before reading the snapshot: whatever commits in between is buffered, not lost.
   const early: FeedEvent[] = [];
   let deliver: ((event: FeedEvent) => void) | undefined;
@@ -45,28 +59,52 @@ export async function openLiveStream(orderId: string, deps: LiveStreamDeps, sign
   // Positions not newer than the last one sent are stale (buffered before the snapshot, or replays).
   let lastPositionMs = first.driver?.updated_at ? Date.parse(first.driver.updated_at) : -Infinity;
 
+  const stall = createStallWatch();
   const write = (text: string) => {
     if (finished || !controller) return;
     try {
       controller.enqueue(encoder.encode(text));
     } catch {
-      finish(); // the client went away between two events
+      finish("client"); // the client went away between two events
+      return;
     }
+    if (stall.wrote(controller.desiredSize)) drop();
   };
   const send = (event: string, data: unknown) => write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
 
-  function finish() {
+  function finish(reason: CloseReason) {
     if (finished) return;
     finished = true;
     clearInterval(heartbeat);
     unsubscribe();
-    signal?.removeEventListener("abort", finish);
+    signal?.removeEventListener("abort", abort);
+    options.onClose?.(reason);
+  }
+  const end = (reason: CloseReason) => {
+    finish(reason);
     try {
       controller?.close();
     } catch {
       // already closed or cancelled by the client
     }
+  };
+  const abort = () => end("client");
+  // A slow client: error() discards what is queued (close() would keep it for a reader that is not reading) and
+  // makes the server reset the socket, which frees the descriptor. No Error object: Bun.serve prints a stream's error
+  // with its stack, which would be a log line per dropped client; they are counted on /metrics instead.
+  function drop() {
+    finish("slow_client");
+    try {
+      controller?.error(undefined);
+    } catch {
+      // already closed
+    }
   }
+  const beat = () => {
+    if (!controller || finished) return;
+    if (stall.beat(controller.desiredSize)) drop();
+    else write(": heartbeat\n\n");
+  };
 
   let lastStatus = first.status;
   const sendTrack = (track: Track) => {
@@ -75,7 +113,7 @@ export async function openLiveStream(orderId: string, deps: LiveStreamDeps, sign
     send("track", track);
     if (TERMINAL.has(track.status)) {
       send("end", { order_id: track.order_id, status: track.status });
-      finish();
+      end("ended");
     }
   };
 
@@ -119,24 +157,29 @@ export async function openLiveStream(orderId: string, deps: LiveStreamDeps, sign
         void refresh();
         return;
       case "closing":
-        finish();
+        end("shutdown");
     }
   };
 
-  const body = new ReadableStream<Uint8Array>({
-    start(c) {
-      controller = c;
-      write("retry: 3000\n\n");
-      sendTrack(first);
-      for (const event of early.splice(0)) handle(event);
-      deliver = handle;
-      if (!finished) heartbeat = setInterval(() => write(": heartbeat\n\n"), deps.heartbeatMs);
+  const body = new ReadableStream<Uint8Array>(
+    {
+      start(c) {
+        controller = c;
+        write("retry: 3000\n\n");
+        sendTrack(first);
+        for (const event of early.splice(0)) handle(event);
+        deliver = handle;
+        if (!finished) heartbeat = setInterval(beat, deps.heartbeatMs);
+      },
+      cancel() {
+        finish("client");
+      },
     },
-    cancel() {
-      finish();
-    },
-  });
-  signal?.addEventListener("abort", finish, { once: true });
+    // Counts queued bytes, so desiredSize says how far behind the client is.
+    new ByteLengthQueuingStrategy({ highWaterMark: LIVE_QUEUE_MARK_BYTES }),
+  );
+  signal?.addEventListener("abort", abort, { once: true });
+  if (signal?.aborted) abort();
 
   return new Response(body, {
     headers: {

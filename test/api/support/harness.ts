@@ -24,6 +24,8 @@ export interface HarnessOptions {
   kafka?: KafkaLink;
   positionsTopic?: string;
   heartbeatMs?: number;
+  /** The live-stream ceiling; unbounded by default. */
+  liveStreamsMax?: number;
   kafkaSendTimeoutMs?: number;
   probeTimeoutMs?: number;
   /** GET /track's cache, as production configures it; off by default so a test reads back what it just wrote. */
@@ -59,6 +61,7 @@ export async function startHarness(label: string, options: HarnessOptions = {}) 
     positionsTopic: options.positionsTopic ?? `unused-${label}`,
     feed,
     heartbeatMs: options.heartbeatMs,
+    liveStreamsMax: options.liveStreamsMax,
     kafkaSendTimeoutMs: options.kafkaSendTimeoutMs,
     probeTimeoutMs: options.probeTimeoutMs,
     trackCache: options.trackCache,

@@ -1,6 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import net from "node:net";
+import type { FeedListener, OrderFeed } from "../../../../api/modules/tracking/feed.ts";
+import { openLiveStream } from "../../../../api/modules/tracking/live.ts";
+import type { Track } from "../../../../api/modules/tracking/model.ts";
+import type { TrackingService } from "../../../../api/modules/tracking/service.ts";
+import type { CloseReason } from "../../../../api/modules/tracking/streams.ts";
 import { applyPositions } from "../../../support/positions.ts";
-import { customer } from "../../support/auth.ts";
+import { customer, OPS } from "../../support/auth.ts";
 import { type Harness, startHarness } from "../../support/harness.ts";
 import { orderParties } from "../../support/orders.ts";
 import { allowTeleports, ORIGIN, offset, seedCustomer, seedDriver, seedRestaurant } from "../../support/seed.ts";
@@ -171,4 +177,186 @@ describe("GET /track/{order_id}/live", () => {
     expect(await live.nextEvent()).toMatchObject({ event: "end", data: { status: "cancelled" } });
     expect(await live.next()).toBeUndefined();
   });
+
+  test("a client that stops reading is dropped once its queue stays over the mark for two heartbeats", async () => {
+    // Nearer than the drivers earlier tests freed, so the order is this one's.
+    const { orderId, driverId } = await assignedOrder(80);
+    const before = h.feed.subscribers;
+    const res = await h.fetch("GET", `/track/${orderId}/live`, { as: customer(customerId) });
+    expect(res.status).toBe(200);
+    expect(h.feed.subscribers).toBe(before + 1);
+    // Nobody reads res.body, as a stalled socket would not: every event stays queued in the stream.
+    let moves = 0;
+    await waitFor(
+      "the stalled stream to be dropped",
+      async () => {
+        if (h.feed.subscribers === before) return true;
+        moves += 1;
+        await applyPositions(h.sql, [{ driverId, ...offset(ORIGIN, 0, 100 + (moves % 2) * 100) }]);
+        return false;
+      },
+      60_000,
+    );
+    // Dropped for its queue (16 KB is some 60 position events), not for anything else.
+    expect(moves).toBeGreaterThan(40);
+    const metrics = await h.call("GET", "/metrics", undefined, { as: OPS });
+    expect(metrics.body).toContain('live_streams_closed_total{reason="slow_client"} 1');
+    // What was queued is gone with it: the stream is errored (a server resets the socket), no stale positions left.
+    await expect(res.body!.getReader().read()).rejects.toBeUndefined();
+  }, 90_000);
+});
+
+describe("the live-stream ceiling (in process; the real server: test/api/live-streams-server.test.ts)", () => {
+  let capped: Harness;
+  beforeAll(async () => {
+    capped = await startHarness("api_live_cap", { liveStreamsMax: 1 });
+  });
+  afterAll(() => capped.close());
+
+  test("past it a stream is refused at once (503, Retry-After); one that never opened frees its slot", async () => {
+    const customerId = await seedCustomer(capped.sql);
+    const restaurantId = await seedRestaurant(capped.sql);
+    const created = await capped.call(
+      "POST",
+      "/orders",
+      {
+        customer_id: customerId,
+        restaurant_id: restaurantId,
+        delivery,
+        items: [{ name: "Tea", qty: 1, price_cents: 300 }],
+      },
+      { as: customer(customerId) },
+    );
+    expect(created.status).toBe(201);
+    const as = { as: customer(customerId) };
+    // A 404 takes the slot only while it is decided.
+    expect((await capped.call("GET", `/track/${crypto.randomUUID()}/live`, undefined, as)).status).toBe(404);
+
+    const first = await capped.fetch("GET", `/track/${created.body.id}/live`, as);
+    expect(first.status).toBe(200);
+    const live = sseReader(first);
+    expect((await live.nextEvent())?.event).toBe("track");
+
+    const refused = await capped.call("GET", `/track/${created.body.id}/live`, undefined, as);
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get("retry-after")).toBe("10");
+    expect(refused.headers.get("content-type")).toStartWith("application/json");
+    expect(refused.headers.get("connection")).toBe("close"); // the refused client's descriptor is not kept either
+    expect(refused.body).toEqual({ error: { code: "TOO_MANY_STREAMS", message: expect.stringContaining("(1)") } });
+    // GET /track is no stream: it still answers.
+    expect((await capped.call("GET", `/track/${created.body.id}`, undefined, as)).status).toBe(200);
+
+    await live.cancel();
+    const again = await capped.fetch("GET", `/track/${created.body.id}/live`, as);
+    expect(again.status).toBe(200);
+    await again.body!.cancel();
+
+    const metrics = (await capped.call("GET", "/metrics", undefined, { as: OPS })).body as string;
+    expect(metrics).toMatch(/^live_streams 0$/m);
+    expect(metrics).toMatch(/^live_streams_max 1$/m);
+    expect(metrics).toMatch(/^live_streams_refused_total 1$/m);
+    expect(metrics).toContain('live_streams_closed_total{reason="client"} 2');
+  });
+});
+
+describe("over real sockets (Bun.serve, a fake feed pushing 32 KB events)", () => {
+  const orderId = crypto.randomUUID();
+  const listeners = new Set<FeedListener>();
+  const feed: OrderFeed = {
+    async subscribe(_orderId, listener) {
+      listeners.add(listener);
+      return () => void listeners.delete(listener);
+    },
+    async observe() {
+      return () => undefined;
+    },
+    get subscribers() {
+      return listeners.size;
+    },
+    close() {},
+  };
+  const snapshot: Track = {
+    order_id: orderId,
+    status: "assigned",
+    restaurant: { id: crypto.randomUUID(), name: "Noodle Bar", ...ORIGIN },
+    delivery,
+    driver: null,
+    eta_seconds: null,
+  };
+  const tracking: TrackingService = { track: async () => snapshot };
+  const closed: CloseReason[] = [];
+  let server: ReturnType<typeof Bun.serve>;
+  const sockets: net.Socket[] = [];
+  beforeAll(() => {
+    server = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      fetch: (request) =>
+        openLiveStream(
+          orderId,
+          { feed, tracking, heartbeatMs: HEARTBEAT_MS },
+          { signal: request.signal, onClose: (reason) => closed.push(reason) },
+        ),
+    });
+  });
+  afterAll(async () => {
+    for (const socket of sockets) socket.destroy();
+    await server.stop(true);
+  });
+
+  /** A raw HTTP client: sends the request and resolves once the response's headers are in. */
+  async function connect(): Promise<{ socket: net.Socket; received: () => number }> {
+    const socket = net.connect(server.port!, "127.0.0.1");
+    sockets.push(socket);
+    let bytes = 0;
+    let head = "";
+    await new Promise<void>((resolve, reject) => {
+      socket.once("error", reject);
+      socket.on("data", (chunk: Buffer) => {
+        bytes += chunk.length;
+        if (!head.includes("\r\n\r\n")) {
+          head += chunk.toString("latin1");
+          if (head.includes("\r\n\r\n")) resolve();
+        }
+      });
+      socket.write(`GET /live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+    });
+    expect(head).toStartWith("HTTP/1.1 200");
+    return { socket, received: () => bytes };
+  }
+
+  test("a client that stops reading is dropped and its socket closed; one that reads gets everything", async () => {
+    const reading = await connect();
+    const stalled = await connect();
+    stalled.socket.pause(); // reads nothing more: the kernel's buffers fill, then the stream's queue
+    await waitFor("both streams to subscribe", () => listeners.size === 2);
+
+    let pushed = 0;
+    const padding = "x".repeat(32 * 1024);
+    await waitFor(
+      "the stalled client to be dropped",
+      () => {
+        if (closed.length > 0) return true;
+        pushed += 1;
+        const at = new Date(Date.UTC(2026, 0, 1) + pushed).toISOString();
+        const notice = { order_id: orderId, status: "assigned", ...ORIGIN, at, padding };
+        const event = { kind: "position" as const, notice };
+        for (const listener of listeners) listener(event);
+        return false;
+      },
+      60_000,
+    );
+    expect(closed).toEqual(["slow_client"]);
+    expect(listeners.size).toBe(1); // the reader's
+    // Megabytes went to the reader meanwhile, far past any queue mark, and it was not dropped.
+    expect(pushed * padding.length).toBeGreaterThan(1024 * 1024);
+    await waitFor("the reader to receive every event", () => reading.received() > pushed * padding.length);
+
+    // The server closed the stalled client's socket (its descriptor is free): resumed, it reads to the end.
+    const ended = new Promise<void>((resolve) => stalled.socket.once("close", () => resolve()));
+    stalled.socket.resume();
+    await ended;
+    expect(stalled.socket.destroyed).toBe(true);
+    expect(reading.socket.destroyed).toBe(false);
+  }, 90_000);
 });
