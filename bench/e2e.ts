@@ -29,6 +29,8 @@ const { values: args } = parseArgs({
     workers: { type: "string", default: "1" },
     bridges: { type: "string", default: "1" },
     batch: { type: "string", default: "1" },
+    /** MQTT protocol of the simulated phones: 5 (what the simulator speaks) or 4 (3.1.1). */
+    "mqtt-protocol": { type: "string", default: "5" },
     /** Its database's name (default bench_e2e_<run>): bench:api reads the same one while this ingests. */
     "db-name": { type: "string" },
     /** Once warm, this many orders are placed, confirmed and given to fleet drivers, so their customers can track. */
@@ -187,7 +189,7 @@ for (const rate of RATES) {
   console.error(`\noffering ${rate} positions/s for ${SECONDS} s…`);
   const fleet = await startFleet({
     drivers, rateHz: rate / drivers.length, batch: Number(args.batch), mqttUrl: fleetMqttUrl, city: "nyc",
-    topicPrefix: PREFIX, driversPerConnection: 2_000,
+    topicPrefix: PREFIX, driversPerConnection: 2_000, protocolVersion: args["mqtt-protocol"] === "4" ? 4 : 5,
   });
   // Warm-up: the first seconds bring every driver online (a state change per driver), not steady state. Measure
   // once the backlog of that is gone (or after 60 s, if the pipeline cannot keep up at all).

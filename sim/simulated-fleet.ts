@@ -44,6 +44,8 @@ export interface FleetOptions {
    * driver then has a connection of its own, as a phone does. Without them the connections use the user in mqttUrl.
    */
   driverCredentials?: readonly { username: string; password: string; client_id: string }[];
+  /** MQTT protocol of the simulated phones (default 5: refusals arrive as reason codes). */
+  protocolVersion?: 4 | 5;
 }
 
 export interface FleetStats {
@@ -151,6 +153,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
       : {}),
     qos: options.qos ?? 1,
     ...(options.maxInFlight ? { maxInFlight: options.maxInFlight } : {}),
+    ...(options.protocolVersion ? { protocolVersion: options.protocolVersion } : {}),
   });
 
   const targetRate = drivers.length * options.rateHz;
