@@ -74,7 +74,7 @@ const healthy = async () => expect((await fetch(`${base()}/health`)).status).toB
 
 describe("api/server.ts hardening", () => {
   test("runs Elysia in production mode although it inherited NODE_ENV=test", () => {
-    expect(output).toContain("(production mode)");
+    expect(output).toContain("(production mode");
     expect(output).toContain("NODE_ENV=test replaced by production");
   });
 
