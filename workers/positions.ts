@@ -55,7 +55,7 @@ async function main() {
       {
         name: "trail_partitions",
         everyMs: 3_600_000,
-        run: () => sql`select ensure_trail_partitions(now(), now() + interval '1 day'), drop_old_trail_partitions()`,
+        run: () => sql`select trail_upkeep()`,
       },
       {
         name: "consumer_lag",

@@ -32,6 +32,20 @@ function bundleSidecar(): Promise<string> {
   return bundled;
 }
 
+/**
+ * What the sidecar may see of the API's environment: the runtime's basics and the Kafka settings, never the API's
+ * token secret, database URL or MQTT admin password.
+ */
+export function sidecarEnvironment(env: Record<string, string | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (value !== undefined && (name.startsWith("KAFKA_") || ["PATH", "HOME", "TZ", "LANG", "NODE_ENV"].includes(name))) {
+      out[name] = value;
+    }
+  }
+  return out;
+}
+
 export type SidecarState = "starting" | "ready" | "down" | "closed";
 
 export interface KafkaSidecar extends KafkaLink {
@@ -137,7 +151,7 @@ export function startKafkaSidecar(options: SidecarOptions = {}): KafkaSidecar {
         stdout: "pipe",
         stderr: "inherit",
         // The sidecar logs in to Kafka as whoever this environment names (KAFKA_USERNAME/KAFKA_PASSWORD).
-        env: { ...process.env, ...options.env, KAFKA_CLIENT_ID: options.clientId ?? config().kafkaClientId },
+        env: { ...sidecarEnvironment(process.env), ...options.env, KAFKA_CLIENT_ID: options.clientId ?? config().kafkaClientId },
       });
       child = proc;
       void eachLine(proc.stdout, onLine).catch(() => {});

@@ -94,6 +94,13 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 			return MOSQ_ERR_AUTH;
 		}
 	}
+	/* And the other way round: a driver (a UUID user) connects only under its own id, so a leaked password cannot
+	 * hold a second session beside the phone's, which a new sign-in would neither take over nor kick. */
+	if(ed->username && looks_like_uuid(ed->username) && (!id || strcmp(ed->username, id) != 0)){
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "identity-guard: driver %s refused under client id %s", ed->username,
+				id ? id : "(none)");
+		return MOSQ_ERR_AUTH;
+	}
 	return MOSQ_ERR_PLUGIN_DEFER;
 }
 

@@ -88,11 +88,14 @@ const CASES: { role: ServiceRole; action: string; run: Action; expected: string 
   { role: "tracking_api", action: "sweep_offline_drivers()", run: (sql) => sql`select sweep_offline_drivers()`, expected: REFUSED },
   { role: "tracking_api", action: "driver_transition()", run: (sql) => sql`select driver_transition(${ids.driver}, 'online')`, expected: REFUSED },
   { role: "tracking_api", action: "drop_old_trail_partitions()", run: (sql) => sql`select drop_old_trail_partitions(0)`, expected: REFUSED },
+  { role: "tracking_api", action: "trail_upkeep()", run: (sql) => sql`select trail_upkeep()`, expected: REFUSED },
   // The worker: its own statements are allowed (the COPY + apply path is tested whole below).
   { role: "tracking_worker", action: "open_position_staging() + COPY's target", run: (sql) => sql`select open_position_staging()`.then(() => sql`insert into position_staging (seq, driver_id, recorded_at, lat, lon, h3) values (0, ${ids.driver}, now(), 40.7, -73.9, 1)`), expected: "allowed" },
   { role: "tracking_worker", action: "UPDATE tracking_settings (offline_after_s)", run: (sql) => sql`update tracking_settings set offline_after_s = 60 where id = 1`, expected: "allowed" },
   { role: "tracking_worker", action: "sweep_offline_drivers()", run: (sql) => sql`select sweep_offline_drivers()`, expected: "allowed" },
-  { role: "tracking_worker", action: "partition upkeep", run: (sql) => sql`select ensure_trail_partitions(now(), now() + interval '1 day'), drop_old_trail_partitions()`, expected: "allowed" },
+  { role: "tracking_worker", action: "partition upkeep: trail_upkeep()", run: (sql) => sql`select trail_upkeep()`, expected: "allowed" },
+  // Upkeep with a retention the worker could choose (0010): -1 would drop every partition, today's too.
+  { role: "tracking_worker", action: "drop_old_trail_partitions(-1)", run: (sql) => sql`select drop_old_trail_partitions(-1)`, expected: REFUSED },
   // The worker: everything else is refused.
   { role: "tracking_worker", action: "INSERT orders", run: newOrder, expected: REFUSED },
   { role: "tracking_worker", action: "UPDATE orders", run: (sql) => sql`update orders set status = 'delivered'`, expected: REFUSED },

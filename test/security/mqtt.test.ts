@@ -92,6 +92,8 @@ describe("who may connect", () => {
     expect(await refusal({ username: alice.username, password: alice.password, clientId: bob.client_id })).toBe(5);
     expect(await refusal({ username: alice.username, password: alice.password, clientId: "bridge-0" })).toBe(5);
     expect(await refusal({ username: alice.username, password: alice.password, clientId: "bridge-0", protocolVersion: 5 })).toBe(0x87);
+    // Nor may a driver hold a second session under any other id (a leaked password beside the phone).
+    expect(await refusal({ username: alice.username, password: alice.password, clientId: "side-session" })).toBe(5);
     // Bob's session was not taken over: it still round-trips a QoS 1 publish on the same connection.
     expect(bobPhone.connected).toBe(true);
     await bobPhone.publishAsync(`drivers/${bob.username}/location`, "still here", { qos: 1 });

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { startKafkaSidecar } from "../../../api/kafka/sidecar-client.ts";
+import { sidecarEnvironment, startKafkaSidecar } from "../../../api/kafka/sidecar-client.ts";
 import { createTestTopic, readTopic, type TestTopic } from "../support/kafka.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -55,4 +55,12 @@ describe("Kafka sidecar", () => {
     await link.close();
     expect(Date.now() - started).toBeLessThan(5_000);
   }, 20_000);
+});
+
+test("the sidecar sees the Kafka login and the runtime's basics, never the API's other secrets", () => {
+  const env = sidecarEnvironment({
+    PATH: "/bin", HOME: "/root", KAFKA_USERNAME: "api", KAFKA_PASSWORD: "k", AUTH_TOKEN_SECRET: "t",
+    MQTT_ADMIN_PASSWORD: "m", DATABASE_URL: "postgresql://tracking_api:p@h/db", UNSET: undefined,
+  });
+  expect(env).toEqual({ PATH: "/bin", HOME: "/root", KAFKA_USERNAME: "api", KAFKA_PASSWORD: "k" });
 });
