@@ -4,20 +4,11 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { freshDatabase, type TestDatabase } from "../support/db.ts";
-import { waitFor } from "./support/wait.ts";
+import { type ApiProcess, startApiProcess } from "./support/server-process.ts";
 
 let db: TestDatabase;
-let proc: ReturnType<typeof Bun.spawn>;
-let output = "";
-let port = 0;
-const base = () => `http://127.0.0.1:${port}`;
-
-async function freePort(): Promise<number> {
-  const probe = Bun.serve({ port: 0, fetch: () => new Response() });
-  const free = probe.port!;
-  await probe.stop(true);
-  return free;
-}
+let api: ApiProcess;
+const base = () => api.base;
 
 /** One request written as raw bytes; resolves with everything the server sent back until it closed. */
 function rawExchange(request: string): Promise<string> {
@@ -25,7 +16,7 @@ function rawExchange(request: string): Promise<string> {
     let answer = "";
     Bun.connect({
       hostname: "127.0.0.1",
-      port,
+      port: api.port,
       socket: {
         open: (socket) => void socket.write(request),
         data: (_socket, chunk) => void (answer += new TextDecoder().decode(chunk)),
@@ -42,31 +33,12 @@ const bodyOf = (answer: string) => answer.slice(answer.indexOf("\r\n\r\n") + 4);
 
 beforeAll(async () => {
   db = await freshDatabase("api_hardening_server");
-  port = await freePort();
-  proc = Bun.spawn(["bun", "api/server.ts"], {
-    cwd: new URL("../../", import.meta.url).pathname,
-    // bun test runs with NODE_ENV=test: the server must switch itself to production anyway.
-    env: { ...process.env, NODE_ENV: "test", API_PORT: String(port), DATABASE_URL: db.url },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const collect = async (stream: ReadableStream<Uint8Array>) => {
-    for await (const chunk of stream) output += new TextDecoder().decode(chunk);
-  };
-  void collect(proc.stdout as ReadableStream<Uint8Array>);
-  void collect(proc.stderr as ReadableStream<Uint8Array>);
-  await waitFor(
-    "GET /health to answer",
-    async () => (await fetch(`${base()}/health`).catch(() => undefined))?.status === 200,
-    30_000,
-  );
+  // bun test runs with NODE_ENV=test: the server must switch itself to production anyway.
+  api = await startApiProcess({ NODE_ENV: "test", DATABASE_URL: db.url });
 }, 60_000);
 
 afterAll(async () => {
-  if (proc && proc.exitCode === null) {
-    proc.kill("SIGTERM");
-    await proc.exited;
-  }
+  await api?.stop();
   await db.drop();
 }, 60_000);
 
@@ -74,8 +46,8 @@ const healthy = async () => expect((await fetch(`${base()}/health`)).status).toB
 
 describe("api/server.ts hardening", () => {
   test("runs Elysia in production mode although it inherited NODE_ENV=test", () => {
-    expect(output).toContain("(production mode");
-    expect(output).toContain("NODE_ENV=test replaced by production");
+    expect(api.output()).toContain("(production mode");
+    expect(api.output()).toContain("NODE_ENV=test replaced by production");
   });
 
   test("the probe's 16k-deep order answers 400 JSON, and the API answers right after", async () => {

@@ -11,6 +11,7 @@ import { freshDatabase, type TestDatabase } from "../support/db.ts";
 import { applyPositions } from "../support/positions.ts";
 import { sseReader } from "./support/sse.ts";
 import { allowTeleports, ORIGIN, offset, seedCustomer, seedDriver, seedRestaurant } from "./support/seed.ts";
+import { type ApiProcess, startApiProcess } from "./support/server-process.ts";
 import { waitFor } from "./support/wait.ts";
 
 const CEILING = 200;
@@ -18,17 +19,8 @@ const REFUSALS = 100;
 const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ: what /proc/<pid>/stat counts in, 100 on every Linux architecture
 
 let db: TestDatabase;
-let proc: ReturnType<typeof Bun.spawn> | undefined;
-let base: string;
-let output = "";
+let api: ApiProcess;
 const streams: ReturnType<typeof sseReader>[] = [];
-
-async function freePort(): Promise<number> {
-  const probe = Bun.serve({ port: 0, fetch: () => new Response() });
-  const { port } = probe;
-  await probe.stop(true);
-  return port!;
-}
 
 /** CPU seconds (user + system) the process has used so far. */
 function cpuSeconds(pid: number): number {
@@ -44,46 +36,25 @@ const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 beforeAll(async () => {
   db = await freshDatabase("api_live_streams");
   await allowTeleports(db.sql);
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  const root = new URL("../../", import.meta.url).pathname;
-  proc = Bun.spawn(["bun", "api/server.ts"], {
-    cwd: root,
-    env: { ...process.env, API_PORT: String(port), DATABASE_URL: db.url, LIVE_STREAMS_MAX: String(CEILING) },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const collect = async (stream: ReadableStream<Uint8Array>) => {
-    for await (const chunk of stream) output += new TextDecoder().decode(chunk);
-  };
-  void collect(proc.stdout as ReadableStream<Uint8Array>);
-  void collect(proc.stderr as ReadableStream<Uint8Array>);
-  await waitFor(
-    "GET /ready to answer 200",
-    async () => (await fetch(`${base}/ready`).catch(() => undefined))?.status === 200,
-    30_000,
-  );
+  api = await startApiProcess({ DATABASE_URL: db.url, LIVE_STREAMS_MAX: String(CEILING) }, "/ready");
 }, 60_000);
 
 afterAll(async () => {
   await Promise.all(streams.map((s) => s.cancel().catch(() => undefined)));
-  if (proc && proc.exitCode === null) {
-    proc.kill("SIGTERM");
-    await proc.exited;
-  }
+  await api?.stop();
   await db.drop();
 }, 60_000);
 
 describe("api/server.ts at its live-stream ceiling", () => {
   test(`holds ${CEILING} streams, refuses more at once without spinning, /health and /ready answer`, async () => {
-    expect(output).toContain(`at most ${CEILING} live streams`);
+    expect(api.output()).toContain(`at most ${CEILING} live streams`);
 
     // An order with a driver, and its tracking link (the token a browser's EventSource carries in the query).
     const customerId = await seedCustomer(db.sql);
     const restaurantId = await seedRestaurant(db.sql);
     const driverId = await seedDriver(db.sql, { at: offset(ORIGIN, 0, 300) });
     const asCustomer = bearer((await tokens().mint("customer", customerId, { ttl: "10m" })).token);
-    const created = await fetch(`${base}/orders`, {
+    const created = await fetch(`${api.base}/orders`, {
       method: "POST",
       headers: { "content-type": "application/json", ...asCustomer },
       body: JSON.stringify({
@@ -96,11 +67,11 @@ describe("api/server.ts at its live-stream ceiling", () => {
     expect(created.status).toBe(201);
     const order = (await created.json()) as { id: string; tracking: { live_url: string } };
     const asRestaurant = bearer((await tokens().mint("restaurant", restaurantId, { ttl: "10m" })).token);
-    const confirmed = await fetch(`${base}/orders/${order.id}/confirm`, { method: "POST", headers: asRestaurant });
+    const confirmed = await fetch(`${api.base}/orders/${order.id}/confirm`, { method: "POST", headers: asRestaurant });
     expect(((await confirmed.json()) as { driver: { id: string } }).driver.id).toBe(driverId);
-    const liveUrl = `${base}${order.tracking.live_url}`;
+    const liveUrl = `${api.base}${order.tracking.live_url}`;
     const asOps = bearer((await tokens().mint("operations", "ops-test", { ttl: "10m" })).token);
-    const metrics = async () => (await fetch(`${base}/metrics`, { headers: asOps })).text();
+    const metrics = async () => (await fetch(`${api.base}/metrics`, { headers: asOps })).text();
 
     // Up to the ceiling: every stream opens and gets its snapshot.
     const opened = await Promise.all(Array.from({ length: CEILING }, () => fetch(liveUrl)));
@@ -117,7 +88,7 @@ describe("api/server.ts at its live-stream ceiling", () => {
     };
     const health = async () => {
       const started = performance.now();
-      const res = await fetch(`${base}/health`, { signal: AbortSignal.timeout(10_000) });
+      const res = await fetch(`${api.base}/health`, { signal: AbortSignal.timeout(10_000) });
       expect(await res.json()).toEqual({ status: "ok" });
       return performance.now() - started;
     };
@@ -125,7 +96,7 @@ describe("api/server.ts at its live-stream ceiling", () => {
 
     // Past the ceiling: refusals paced a few ms apart as clients would arrive (a pace, not a wait for anything),
     // /health asked in between. The issue's server spun at 91% of a core here; a refusing one idles between calls.
-    const pid = proc!.pid;
+    const pid = api.proc.pid;
     const cpuBefore = cpuSeconds(pid);
     const wallBefore = performance.now();
     const healthMs: number[] = [];
@@ -142,7 +113,7 @@ describe("api/server.ts at its live-stream ceiling", () => {
     );
     expect(cpu).toBeLessThan(wall * 0.5);
 
-    const ready = await fetch(`${base}/ready`, { signal: AbortSignal.timeout(10_000) });
+    const ready = await fetch(`${api.base}/ready`, { signal: AbortSignal.timeout(10_000) });
     expect(ready.status).toBe(200);
     const counted = await metrics();
     expect(counted).toMatch(new RegExp(`^live_streams ${CEILING}$`, "m"));
@@ -164,6 +135,6 @@ describe("api/server.ts at its live-stream ceiling", () => {
     streams.push(sseReader(next));
     expect((await streams.at(-1)!.nextEvent())?.event).toBe("track");
     expect(await metrics()).toMatch(/^live_streams_closed_total\{reason="client"\} 1$/m);
-    expect(output).not.toContain("TOO_MANY_STREAMS"); // counted, not logged once per refusal
+    expect(api.output()).not.toContain("TOO_MANY_STREAMS"); // counted, not logged once per refusal
   }, 120_000);
 });

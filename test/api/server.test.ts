@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createTokenService } from "../../api/auth/tokens.ts";
 import { authConfig } from "../../lib/config.ts";
 import { freshDatabase, type TestDatabase } from "../support/db.ts";
+import { freePort } from "./support/server-process.ts";
 import { sseReader } from "./support/sse.ts";
 import { seedCustomer, seedRestaurant } from "./support/seed.ts";
 import { waitFor } from "./support/wait.ts";
@@ -12,13 +13,6 @@ beforeAll(async () => {
   db = await freshDatabase("api_server");
 });
 afterAll(() => db.drop());
-
-async function freePort(): Promise<number> {
-  const probe = Bun.serve({ port: 0, fetch: () => new Response() });
-  const { port } = probe;
-  await probe.stop(true);
-  return port!;
-}
 
 describe("api/server.ts", () => {
   test("listens on API_PORT, is ready with the database and Kafka, and stops cleanly on SIGTERM", async () => {
