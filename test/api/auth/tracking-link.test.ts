@@ -1,6 +1,6 @@
 /** The shareable tracking link POST /orders answers with: one order's tracking, nothing else, for a few hours. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { customer } from "../support/auth.ts";
+import { orderParties } from "../support/orders.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
 import { ORIGIN, offset, seedCustomer, seedRestaurant } from "../support/seed.ts";
 
@@ -15,12 +15,7 @@ beforeAll(async () => {
 afterAll(() => h.close());
 
 async function place() {
-  const res = await h.call(
-    "POST",
-    "/orders",
-    { customer_id: customerId, restaurant_id: restaurantId, delivery: offset(ORIGIN, 900, 0), items: [{ name: "Rice", qty: 1, price_cents: 500 }] },
-    { as: customer(customerId) },
-  );
+  const res = await orderParties(h).place({ customerId, restaurantId, delivery: offset(ORIGIN, 900, 0), item: "Rice", priceCents: 500 });
   expect(res.status).toBe(201);
   return res.body as { id: string; tracking: { token: string; url: string; live_url: string; expires_at: string } };
 }

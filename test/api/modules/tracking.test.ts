@@ -21,17 +21,7 @@ beforeAll(async () => {
 afterAll(() => h.close());
 
 async function placeOrder(): Promise<string> {
-  const res = await h.call(
-    "POST",
-    "/orders",
-    {
-      customer_id: customerId,
-      restaurant_id: restaurantId,
-      delivery,
-      items: [{ name: "Pho", qty: 1, price_cents: 1400 }],
-    },
-    { as: customer(customerId) },
-  );
+  const res = await orderParties(h).place({ customerId, restaurantId, delivery, item: "Pho", priceCents: 1400 });
   return res.body.id;
 }
 

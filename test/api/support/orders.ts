@@ -23,6 +23,19 @@ export function orderParties(h: Harness) {
 
   return {
     party,
+    /** POST /orders as the customer itself, one item; the raw answer (its status and body are the test's to check). */
+    place: (order: { customerId: string; restaurantId: string; delivery: { lat: number; lon: number }; item?: string; priceCents?: number }) =>
+      h.call(
+        "POST",
+        "/orders",
+        {
+          customer_id: order.customerId,
+          restaurant_id: order.restaurantId,
+          delivery: order.delivery,
+          items: [{ name: order.item ?? "Soup", qty: 1, price_cents: order.priceCents ?? 900 }],
+        },
+        { as: customer(order.customerId) },
+      ),
     /** POST /orders/{id}/{step} as the order's own restaurant, driver or customer. */
     act: async (orderId: string, step: OrderStep) =>
       h.call("POST", `/orders/${orderId}/${step}`, undefined, { as: await party(orderId, ACTOR[step]) }),

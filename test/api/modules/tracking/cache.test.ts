@@ -227,15 +227,7 @@ describe("track cache on the real database", () => {
     const customerId = await seedCustomer(h.sql);
     const restaurantId = await seedRestaurant(h.sql, ORIGIN, "Cache Corner");
     const driverId = await seedDriver(h.sql, { at: offset(ORIGIN, 0, 600) });
-    const created = await h.call(
-      "POST",
-      "/orders",
-      {
-        customer_id: customerId, restaurant_id: restaurantId, delivery: offset(ORIGIN, 1000, 0),
-        items: [{ name: "Soup", qty: 1, price_cents: 900 }],
-      },
-      { as: customer(customerId) },
-    );
+    const created = await orderParties(h).place({ customerId, restaurantId, delivery: offset(ORIGIN, 1000, 0) });
     const asCustomer = { as: customer(customerId) };
     const orderId: string = created.body.id;
     const path = `/track/${orderId}`;

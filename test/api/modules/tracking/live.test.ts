@@ -30,17 +30,7 @@ afterAll(() => h.close());
 /** An order assigned to a driver of its own, `metres` east of the restaurant. */
 async function assignedOrder(metres = 300) {
   const driverId = await seedDriver(h.sql, { at: offset(ORIGIN, 0, metres) });
-  const created = await h.call(
-    "POST",
-    "/orders",
-    {
-      customer_id: customerId,
-      restaurant_id: restaurantId,
-      delivery,
-      items: [{ name: "Soup", qty: 1, price_cents: 900 }],
-    },
-    { as: customer(customerId) },
-  );
+  const created = await orderParties(h).place({ customerId, restaurantId, delivery });
   const confirmed = await orderParties(h).act(created.body.id, "confirm");
   expect(confirmed.body.driver.id).toBe(driverId);
   return { orderId: created.body.id as string, driverId };
@@ -216,17 +206,7 @@ describe("the live-stream ceiling (in process; the real server: test/api/live-st
   test("past it a stream is refused at once (503, Retry-After); one that never opened frees its slot", async () => {
     const customerId = await seedCustomer(capped.sql);
     const restaurantId = await seedRestaurant(capped.sql);
-    const created = await capped.call(
-      "POST",
-      "/orders",
-      {
-        customer_id: customerId,
-        restaurant_id: restaurantId,
-        delivery,
-        items: [{ name: "Tea", qty: 1, price_cents: 300 }],
-      },
-      { as: customer(customerId) },
-    );
+    const created = await orderParties(capped).place({ customerId, restaurantId, delivery, item: "Tea", priceCents: 300 });
     expect(created.status).toBe(201);
     const as = { as: customer(customerId) };
     // A 404 takes the slot only while it is decided.
