@@ -16,10 +16,10 @@ import { generateData, readDrivers } from "../db/generate.ts";
 import { config } from "../lib/config.ts";
 import { connectDatabase } from "../lib/db.ts";
 import { startFleet } from "../sim/fleet.ts";
-import { serviceUrl } from "../test/support/db.ts";
-import { createTopic } from "../test/support/kafka-cli.ts";
-import { startNodeWorker, type WorkerProcess } from "../test/support/node-workers.ts";
-import { kafkaIdentity } from "../test/support/pipeline.ts";
+import { createTopic } from "../tools/kafka-cli.ts";
+import { startNodeWorker, type WorkerProcess } from "../tools/node-workers.ts";
+import { kafkaIdentity } from "../tools/pipeline.ts";
+import { serviceUrl } from "../tools/service-url.ts";
 
 const { values: args } = parseArgs({
   options: {

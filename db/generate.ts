@@ -14,9 +14,9 @@ import cliProgress from "cli-progress";
 import { config } from "../lib/config.ts";
 import { connectDatabase, type Sql } from "../lib/db.ts";
 import { cellOf } from "../lib/h3.ts";
-import { cityByName, homePoint, pointNear, randomPoint, type City, type LatLon } from "../sim/cities.ts";
-import { orderItems, personName, restaurantName } from "../sim/names.ts";
-import { createRng, type Rng } from "../sim/random.ts";
+import { cityByName, homePoint, pointNear, randomPoint, type City, type LatLon } from "../lib/cities.ts";
+import { orderItems, personName, restaurantName } from "../lib/names.ts";
+import { createRng, type Rng } from "../lib/random.ts";
 
 export interface GenerateOptions {
   drivers: number;

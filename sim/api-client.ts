@@ -3,9 +3,9 @@
  * level or under `order`, the driver as `driver_id` or `driver.id` — because only the documented contract is fixed.
  */
 import type { Role } from "../api/auth/principal.ts";
-import type { LatLon } from "./cities.ts";
+import type { LatLon } from "../lib/cities.ts";
 import type { IdentityProvider } from "./identity.ts";
-import type { OrderItem } from "./names.ts";
+import type { OrderItem } from "../lib/names.ts";
 
 export class ApiError extends Error {
   readonly status: number;

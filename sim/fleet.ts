@@ -18,7 +18,7 @@ import { connectDatabase, type Sql } from "../lib/db.ts";
 import { createApiClient } from "./api-client.ts";
 import { simIdentityProvider } from "./identity.ts";
 import { signInFleet } from "./mqtt-sign-in.ts";
-import { cityByName } from "./cities.ts";
+import { cityByName } from "../lib/cities.ts";
 import { startOrderFlow, type OrderFlow, type OrderFlowStats } from "./order-flow.ts";
 import { startFleet, type FleetStats } from "./simulated-fleet.ts";
 import { loadDriversFromDb, loadDriversFromFile, loadPlaces } from "./world.ts";

@@ -3,8 +3,8 @@
  * waypoint. Pure functions over plain values, so the model is testable without a clock or a broker. Distances use a
  * local flat-earth approximation, which is far below GPS noise at city scale.
  */
-import { insideCity, METRES_PER_DEG_LAT, type City, type LatLon } from "./cities.ts";
-import type { Rng } from "./random.ts";
+import { insideCity, METRES_PER_DEG_LAT, type City, type LatLon } from "../lib/cities.ts";
+import type { Rng } from "../lib/random.ts";
 
 export const MIN_SPEED_KMH = 20;
 export const MAX_SPEED_KMH = 45;

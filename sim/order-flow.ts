@@ -5,9 +5,9 @@
  * Each order is one async story; a refusal (409) ends that story with a log line, never the simulator.
  */
 import { type Actor, ApiError, type ApiClient, type OrderEvent } from "./api-client.ts";
-import { pointNear, type City, type LatLon } from "./cities.ts";
-import { orderItems } from "./names.ts";
-import { createRng, type Rng } from "./random.ts";
+import { pointNear, type City, type LatLon } from "../lib/cities.ts";
+import { orderItems } from "../lib/names.ts";
+import { createRng, type Rng } from "../lib/random.ts";
 
 export interface Place extends LatLon {
   id: string;

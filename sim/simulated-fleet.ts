@@ -5,11 +5,11 @@
  * the end-to-end benchmark: startFleet(...) → { stats(), stop() }.
  */
 import type { DevicePosition } from "../lib/position.ts";
-import { cityByName, METRES_PER_DEG_LAT, randomPoint, type City, type LatLon } from "./cities.ts";
+import { cityByName, METRES_PER_DEG_LAT, randomPoint, type City, type LatLon } from "../lib/cities.ts";
 import { advance, MAX_SPEED_KMH, MIN_SPEED_KMH, nextSpeedKmh, planRoute, type Motion } from "./movement.ts";
 import { encodePositions, positionTopic } from "./payload.ts";
 import { connectPublisher } from "./publisher.ts";
-import { createRng } from "./random.ts";
+import { createRng } from "../lib/random.ts";
 import { createTokenBucket } from "./token-bucket.ts";
 
 export interface FleetDriver {

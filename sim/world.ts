@@ -5,7 +5,7 @@
 import { readFile } from "node:fs/promises";
 import type { Sql } from "../lib/db.ts";
 import { isUuid } from "../lib/position.ts";
-import { homePoint, type City } from "./cities.ts";
+import { homePoint, type City } from "../lib/cities.ts";
 import type { Place } from "./order-flow.ts";
 import type { FleetDriver } from "./simulated-fleet.ts";
 

@@ -4,28 +4,15 @@
  * the sidecar reports `ready`, and a sidecar that exits is started again, with a growing pause.
  */
 import { config } from "../../lib/config.ts";
+import { bundleForNode } from "../../lib/node-bundle.ts";
 import type { KafkaLink, KafkaMessage } from "./link.ts";
 import type { SidecarReply, SidecarRequest } from "./protocol.ts";
 
 const ENTRY = new URL("./sidecar.ts", import.meta.url).pathname;
-// Under the project (git-ignored .stack/), so Node finds @confluentinc/kafka-javascript in its node_modules.
-const OUT_DIR = new URL("../../.stack/node/api/", import.meta.url).pathname;
 
 let bundled: Promise<string> | undefined;
 function bundleSidecar(): Promise<string> {
-  bundled ??= (async () => {
-    const result = await Bun.build({
-      entrypoints: [ENTRY],
-      target: "node",
-      outdir: OUT_DIR,
-      // A name per content: processes starting at once write identical files, never half of another's.
-      naming: "kafka-sidecar-[hash].js",
-      external: ["@confluentinc/kafka-javascript"],
-    });
-    const output = result.outputs[0];
-    if (!result.success || !output) throw new Error(`bundling the Kafka sidecar failed: ${result.logs.join("\n")}`);
-    return output.path;
-  })().catch((error: unknown) => {
+  bundled ??= (async () => bundleForNode(ENTRY, "api"))().catch((error: unknown) => {
     bundled = undefined;
     throw error;
   });

@@ -6,7 +6,7 @@ import { exportDrivers, generateData, parseGenerateArgs, type ExportedDriver, ty
 import { config } from "../../lib/config.ts";
 import { cellOf } from "../../lib/h3.ts";
 import { haversineM } from "../../lib/position.ts";
-import { cityByName, homePoint, insideBbox, insideCity } from "../../sim/cities.ts";
+import { cityByName, homePoint, insideBbox, insideCity } from "../../lib/cities.ts";
 import { freshDatabase, type TestDatabase } from "../support/db.ts";
 
 const city = cityByName("nyc");

@@ -3,7 +3,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connectDatabase, type Sql, sqlState } from "../../lib/db.ts";
 import { trackingService } from "../../api/modules/tracking/service.ts";
-import { freshDatabase, serviceUrl, type ServiceRole, type TestDatabase } from "../support/db.ts";
+import { serviceUrl, type ServiceRole } from "../../tools/service-url.ts";
+import { freshDatabase, type TestDatabase } from "../support/db.ts";
 import { applyPositions } from "../support/positions.ts";
 
 let db: TestDatabase;

@@ -2,7 +2,7 @@
 // principal × operation on the real broker, with kcat as the client (the forger's tool).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { KafkaSasl } from "../../lib/config.ts";
-import { createTopic, deleteTopic, kcat } from "../support/kafka-cli.ts";
+import { createTopic, deleteTopic, kcat } from "../../tools/kafka-cli.ts";
 
 const POS = "driver-pos";
 const DLQ = "driver-pos-dlq";
@@ -18,7 +18,7 @@ const PRINCIPALS = {
   bridge: user("bridge", "KAFKA_BRIDGE_PASSWORD"),
   worker: user("worker", "KAFKA_WORKER_PASSWORD"),
   api: user("api", "KAFKA_API_PASSWORD"),
-  // The tests' own bridge and worker (test/support/pipeline.ts): PREFIXED rights on test-… names, none on production's.
+  // The tests' own bridge and worker (tools/pipeline.ts): PREFIXED rights on test-… names, none on production's.
   "test-bridge": user("test-bridge", "KAFKA_TEST_BRIDGE_PASSWORD"),
   "test-worker": user("test-worker", "KAFKA_TEST_WORKER_PASSWORD"),
 };
@@ -28,7 +28,7 @@ type Principal = keyof typeof PRINCIPALS;
 // Producers are idempotent, as the services' are: InitProducerId needs IdempotentWrite on the cluster.
 const FORGED = "security-test: not a position";
 
-// A run's own topic, as test/support/pipeline.ts names them.
+// A run's own topic, as tools/pipeline.ts names them.
 const RUN_TOPIC = `test-pos-security-${process.pid}`;
 
 type Operation = "produce driver-pos" | "produce driver-pos-dlq" | "read driver-pos" | "read driver-pos-dlq"

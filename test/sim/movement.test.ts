@@ -1,10 +1,10 @@
 import { describe, expect, test } from "bun:test";
 import { haversineM } from "../../lib/position.ts";
-import { cityByName, insideCity, type LatLon } from "../../sim/cities.ts";
+import { cityByName, insideCity, type LatLon } from "../../lib/cities.ts";
 import {
   advance, bearingDeg, distanceM, MAX_SPEED_KMH, MIN_SPEED_KMH, nextSpeedKmh, planRoute, type Motion,
 } from "../../sim/movement.ts";
-import { createRng } from "../../sim/random.ts";
+import { createRng } from "../../lib/random.ts";
 
 const nyc = cityByName("nyc");
 const start: LatLon = { lat: 40.7484, lon: -73.9857 }; // Empire State Building

@@ -1,7 +1,7 @@
 // The order stories against an in-memory API and fleet that follow the HTTP contract of DESIGN.md.
 import { describe, expect, test } from "bun:test";
 import { ApiError, type OrderEvent, type PlaceOrder } from "../../sim/api-client.ts";
-import { cityByName, type LatLon } from "../../sim/cities.ts";
+import { cityByName, type LatLon } from "../../lib/cities.ts";
 import { distanceM } from "../../sim/movement.ts";
 import { startOrderFlow, type DispatchableFleet, type OrderFlowOptions, type Place } from "../../sim/order-flow.ts";
 

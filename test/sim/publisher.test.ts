@@ -4,7 +4,7 @@ import mqtt, { type MqttClient } from "mqtt";
 import { config, parseMqttAdminConfig } from "../../lib/config.ts";
 import { createMqttCredentialStore } from "../../lib/mqtt-credentials.ts";
 import { decodeMqttMessage, type DevicePosition } from "../../lib/position.ts";
-import { cityByName, insideBbox } from "../../sim/cities.ts";
+import { cityByName, insideBbox } from "../../lib/cities.ts";
 import { MAX_SPEED_KMH } from "../../sim/movement.ts";
 import { encodePositions, positionTopic } from "../../sim/payload.ts";
 import { BROKER_MAX_PAYLOAD_BYTES, connectPublisher } from "../../sim/publisher.ts";

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { exportDrivers, generateData } from "../../db/generate.ts";
-import { cityByName, homePoint } from "../../sim/cities.ts";
+import { cityByName, homePoint } from "../../lib/cities.ts";
 import { loadDriversFromDb, loadDriversFromFile, loadPlaces } from "../../sim/world.ts";
 import { freshDatabase, type TestDatabase } from "../support/db.ts";
 

@@ -1,10 +1,10 @@
 // Proof that the real Kafka broker works with @confluentinc/kafka-javascript: keyed produce, batch consume by a
 // consumer group, per-key order. The client runs on Node (its addon cannot run under Bun 1.4.5; see bin/stack).
 import { expect, test } from "bun:test";
-import { startNodeWorker } from "../support/node-workers.ts";
+import { startNodeScript } from "../../tools/node-workers.ts";
 
 test("10,000 keyed messages come back to a consumer group in batches, in order per key", async () => {
-  const run = await startNodeWorker("kafka-roundtrip.node", {});
+  const run = await startNodeScript(new URL("./kafka-roundtrip.node.ts", import.meta.url).pathname, {});
   const code = await run.proc.exited;
   expect(code).toBe(0);
   const line = run.output().trim().split("\n").find((l) => l.startsWith("{"));

@@ -5,8 +5,8 @@ import mqtt, { type MqttClient } from "mqtt";
 import { config } from "../../lib/config.ts";
 import type { Sql } from "../../lib/db.ts";
 import { freshDatabase, type TestDatabase } from "../support/db.ts";
-import { eventually, startNodeWorker, type WorkerProcess } from "../support/node-workers.ts";
-import { isolatedPipeline, seedDrivers } from "../support/pipeline.ts";
+import { eventually, startNodeWorker, type WorkerProcess } from "../../tools/node-workers.ts";
+import { isolatedPipeline, seedDrivers } from "../../tools/pipeline.ts";
 import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.ts";
 
 const run = `bp${process.pid}${Date.now() % 1e6}`;

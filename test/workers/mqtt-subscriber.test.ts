@@ -7,8 +7,8 @@ import { config, parseMqttAdminConfig } from "../../lib/config.ts";
 import { createMqttCredentialStore, type MqttCredentials } from "../../lib/mqtt-credentials.ts";
 import { BROKER_OVERSIZED_TOPIC, brokerStatsHandler, createMetrics } from "../../workers/metrics.ts";
 import { startSubscriber, type Subscriber, type SubscriberProblem } from "../../workers/mqtt-subscriber.ts";
-import { eventually, startNodeWorker, type WorkerProcess } from "../support/node-workers.ts";
-import { isolatedPipeline } from "../support/pipeline.ts";
+import { eventually, startNodeWorker, type WorkerProcess } from "../../tools/node-workers.ts";
+import { isolatedPipeline } from "../../tools/pipeline.ts";
 
 const store = createMqttCredentialStore({ ...parseMqttAdminConfig(), mqttUrl: config().mqttUrl });
 const running: Subscriber[] = [];

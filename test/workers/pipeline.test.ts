@@ -4,9 +4,9 @@ import mqtt, { type MqttClient } from "mqtt";
 import { config } from "../../lib/config.ts";
 import { parseRefused } from "../../lib/dead-letter.ts";
 import { freshDatabase, type TestDatabase } from "../support/db.ts";
-import { readTopic } from "../support/kafka-cli.ts";
-import { eventually, startNodeWorker, type WorkerProcess } from "../support/node-workers.ts";
-import { isolatedPipeline, seedDrivers } from "../support/pipeline.ts";
+import { readTopic } from "../../tools/kafka-cli.ts";
+import { eventually, startNodeWorker, type WorkerProcess } from "../../tools/node-workers.ts";
+import { isolatedPipeline, seedDrivers } from "../../tools/pipeline.ts";
 
 const run = `pl${process.pid}${Date.now() % 1e6}`;
 let dlq: string;

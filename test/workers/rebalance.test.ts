@@ -3,8 +3,8 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import mqtt, { type MqttClient } from "mqtt";
 import { config } from "../../lib/config.ts";
 import { freshDatabase, type TestDatabase } from "../support/db.ts";
-import { eventually, startNodeWorker, type WorkerProcess } from "../support/node-workers.ts";
-import { isolatedPipeline, seedDrivers } from "../support/pipeline.ts";
+import { eventually, startNodeWorker, type WorkerProcess } from "../../tools/node-workers.ts";
+import { isolatedPipeline, seedDrivers } from "../../tools/pipeline.ts";
 
 const run = `rb${process.pid}${Date.now() % 1e6}`;
 let PREFIX: string;

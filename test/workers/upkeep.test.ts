@@ -1,7 +1,7 @@
 // Scheduled upkeep: a failing job is reported and runs again; a slow one is not doubled.
 import { expect, test } from "bun:test";
 import { scheduleUpkeep } from "../../workers/upkeep.ts";
-import { eventually } from "../support/node-workers.ts";
+import { eventually } from "../../tools/node-workers.ts";
 
 test("a failing job is reported each time (never thrown at the timer) and keeps its schedule", async () => {
   const failures: string[] = [];

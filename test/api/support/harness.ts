@@ -11,7 +11,8 @@ import type { KafkaLink } from "../../../api/kafka/link.ts";
 import type { AuthConfig } from "../../../lib/config.ts";
 import { connectDatabase } from "../../../lib/db.ts";
 import { type Caller, testAuthConfig, tokenMinter } from "./auth.ts";
-import { freshDatabase, serviceUrl, type TestDatabase } from "../../support/db.ts";
+import { serviceUrl } from "../../../tools/service-url.ts";
+import { freshDatabase, type TestDatabase } from "../../support/db.ts";
 
 // Bodies default to `any`: tests assert their shape with expect(), which is the point of reading them.
 export interface Answer<T = any> {

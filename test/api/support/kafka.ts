@@ -3,8 +3,8 @@
  * production path to it (the Node sidecar), and kcat to read it back — the Kafka client library cannot run in Bun.
  */
 import { type KafkaSidecar, startKafkaSidecar } from "../../../api/kafka/sidecar-client.ts";
-// Logged in as the tests' Kafka identity (the broker refuses anonymous clients): see test/support/kafka-cli.ts.
-import { createTopic, deleteTopic, readTopic } from "../../support/kafka-cli.ts";
+// Logged in as the tests' Kafka identity (the broker refuses anonymous clients): see tools/kafka-cli.ts.
+import { createTopic, deleteTopic, readTopic } from "../../../tools/kafka-cli.ts";
 
 export { readTopic };
 

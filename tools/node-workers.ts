@@ -1,24 +1,18 @@
 /**
- * Starts the Kafka-facing workers as real Node processes (as bin/stack does), bundled fresh from the TypeScript so
- * a test always runs the code in the tree.
+ * Starts the Kafka-facing workers as real Node processes, bundled fresh from the TypeScript so a test or benchmark
+ * always runs the code in the tree (bin/stack starts them through `bun run workers`, which does the same).
  */
-import { mkdirSync } from "node:fs";
 import type { Subprocess } from "bun";
+import { bundleForNode } from "../lib/node-bundle.ts";
 
-const OUT = new URL("../../.stack/node-test/", import.meta.url).pathname;
-let built: Promise<void> | undefined;
+const WORKERS = { bridge: "../workers/bridge.ts", positions: "../workers/positions.ts" } as const;
+const bundles = new Map<string, Promise<string>>();
 
-async function buildBundles() {
-  mkdirSync(OUT, { recursive: true });
-  const root = new URL("../../workers/", import.meta.url).pathname;
-  const result = await Bun.build({
-    entrypoints: [`${root}bridge.ts`, `${root}positions.ts`, new URL("../stack/kafka-roundtrip.node.ts", import.meta.url).pathname],
-    target: "node",
-    outdir: OUT,
-    root: new URL("../../", import.meta.url).pathname,
-    external: ["@confluentinc/kafka-javascript"],
-  });
-  if (!result.success) throw new Error(`bundling workers failed: ${result.logs.join("\n")}`);
+/** One bundle per entry and process: every test of a run starts the same code. */
+function bundled(entry: string): Promise<string> {
+  let path = bundles.get(entry);
+  if (!path) bundles.set(entry, (path = bundleForNode(entry, "tools")));
+  return path;
 }
 
 export interface WorkerProcess {
@@ -28,14 +22,15 @@ export interface WorkerProcess {
   waitFor(text: string, timeoutMs?: number): Promise<void>;
 }
 
-export async function startNodeWorker(
-  name: "bridge" | "positions" | "kafka-roundtrip.node",
-  env: Record<string, string>,
-): Promise<WorkerProcess> {
-  built ??= buildBundles();
-  await built;
+export function startNodeWorker(name: keyof typeof WORKERS, env: Record<string, string>): Promise<WorkerProcess> {
+  return startNodeScript(new URL(WORKERS[name], import.meta.url).pathname, env);
+}
+
+/** Any TypeScript entry point, bundled for Node and run there (the Kafka client's side of a test). */
+export async function startNodeScript(entry: string, env: Record<string, string>): Promise<WorkerProcess> {
+  const name = entry.split("/").at(-1)!;
+  const bundle = await bundled(entry);
   let output = "";
-  const bundle = name === "kafka-roundtrip.node" ? `${OUT}test/stack/${name}.js` : `${OUT}workers/${name}.js`;
   const proc = Bun.spawn(["node", bundle], {
     env: { ...process.env, ...env },
     stdin: "ignore",

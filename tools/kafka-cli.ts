@@ -6,13 +6,13 @@
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { config, type KafkaSasl } from "../../lib/config.ts";
+import { config, type KafkaSasl } from "../lib/config.ts";
 
 const brokers = () => config().kafkaBootstrapServers;
 
 // Debian's kcat links librdkafka 2.0.2, whose SCRAM this broker refuses; the 2.15 that bin/stack builds for the
 // Node client is ABI-compatible, so kcat runs on it.
-const KCAT_LIBS = new URL("../../node_modules/@confluentinc/kafka-javascript/build/deps/", import.meta.url).pathname;
+const KCAT_LIBS = new URL("../node_modules/@confluentinc/kafka-javascript/build/deps/", import.meta.url).pathname;
 
 // Login settings go to files of mode 600 in a private folder: a password in argv would show in `ps`.
 let privateDir: string | undefined;
@@ -106,7 +106,7 @@ export async function readTopic(topic: string): Promise<DlqEntry[]> {
 
 /** Kafka's TopicCommand (`kafka-topics`), logged in as this process's identity. */
 export async function topicCommand(args: string[]): Promise<KcatResult> {
-  const kafkaDir = new URL("../../.stack/kafka/", import.meta.url).pathname;
+  const kafkaDir = new URL("../.stack/kafka/", import.meta.url).pathname;
   const libs = readdirSync(kafkaDir).find((d) => d.startsWith("libs-"));
   if (!libs) throw new Error("Kafka jars not found under .stack/kafka: run bin/stack up");
   const sasl = config().kafkaSasl;

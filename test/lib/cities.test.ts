@@ -1,7 +1,7 @@
 import { expect, test } from "bun:test";
 import { isUuid } from "../../lib/position.ts";
-import { CITIES, homePoint, insideBbox, insideCity, pointNear, randomPoint } from "../../sim/cities.ts";
-import { createRng } from "../../sim/random.ts";
+import { CITIES, homePoint, insideBbox, insideCity, pointNear, randomPoint } from "../../lib/cities.ts";
+import { createRng } from "../../lib/random.ts";
 
 test("every city's outline and hotspots lie inside its bounding box, hotspots on land", () => {
   for (const city of Object.values(CITIES)) {

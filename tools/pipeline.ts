@@ -4,8 +4,8 @@
  * in to Kafka as the test services `test-bridge` / `test-worker`, whose ACLs (infra/kafka/acls.conf, PREFIXED on
  * `test-…`) cover every run's topics and group and nothing of production's: no per-run ACL call (~2 s of JVM each).
  */
-import type { Sql } from "../../lib/db.ts";
-import { serviceUrl } from "./db.ts";
+import type { Sql } from "../lib/db.ts";
+import { serviceUrl } from "./service-url.ts";
 import { createTopic } from "./kafka-cli.ts";
 
 export interface IsolatedPipeline {
