@@ -7,6 +7,7 @@ import "./production-mode.ts";
 import { isProduction } from "elysia/error";
 import { authConfig, config, parseMqttAdminConfigIfSet } from "../lib/config.ts";
 import { connectDatabase } from "../lib/db.ts";
+import { exitCodeFor } from "../lib/errors.ts";
 import { createMqttCredentialStore } from "../lib/mqtt-credentials.ts";
 import { createApp } from "./app.ts";
 import { startKafkaSidecar } from "./kafka/sidecar-client.ts";
@@ -18,7 +19,17 @@ const SHUTDOWN_DEADLINE_MS = 15_000;
 // Something loaded Elysia before production-mode.ts ran: validation errors would echo bodies again.
 if (!isProduction) throw new Error("[api] Elysia is not in production mode (import api/production-mode.ts first)");
 
-const cfg = config();
+// Settings are parsed before anything starts; a refused one ends the process with EXIT_CONFIG, so a supervisor
+// (api/index.ts) does not restart it in a loop.
+const settings = (() => {
+  try {
+    return { cfg: config(), auth: authConfig(), mqttAdmin: parseMqttAdminConfigIfSet() };
+  } catch (error) {
+    console.error(`[api] ${error instanceof Error ? error.message : String(error)}`);
+    process.exit(exitCodeFor(error));
+  }
+})();
+const cfg = settings.cfg;
 // Read here, after Bun raised its soft limit to the hard one: the number this process can really open.
 const fileLimit = openFileLimit();
 const liveStreamsMax = liveStreamCeiling(cfg.liveStreamsMax, fileLimit);
@@ -27,7 +38,7 @@ const sql = connectDatabase(cfg.databaseUrl, { max: 20, application: "api" });
 const kafka = startKafkaSidecar({ clientId: "tracking-api" });
 const feed = createOrderFeed(sql);
 // Drivers' MQTT sign-in needs the broker's password file; without MQTT_PASSWORD_FILE those routes answer 503.
-const mqttAdmin = parseMqttAdminConfigIfSet();
+const mqttAdmin = settings.mqttAdmin;
 const mqttCredentials = mqttAdmin ? createMqttCredentialStore({ ...mqttAdmin, mqttUrl: cfg.mqttUrl }) : undefined;
 
 const app = createApp({
@@ -38,7 +49,7 @@ const app = createApp({
   liveStreamsMax,
   trackCache: { ttlMs: cfg.trackCacheTtlMs, maxEntries: cfg.trackCacheMaxEntries },
   // Parsed here, at start-up: no AUTH_TOKEN_SECRET (or a short one) stops the API before it listens.
-  auth: authConfig(),
+  auth: settings.auth,
   mqttUrl: cfg.mqttUrl,
   mqttCredentials,
 }).listen({

@@ -60,3 +60,11 @@ export class AppError extends Error {
     return { error: { code: this.code, message: this.message } };
   }
 }
+
+/** A process that refused its configuration exits with this code (sysexits.h EX_CONFIG): restarting cannot help. */
+export const EXIT_CONFIG = 78;
+
+/** The exit code for a process ending on `error`: EXIT_CONFIG for a configuration it refused, 1 otherwise. */
+export function exitCodeFor(error: unknown): number {
+  return error instanceof AppError && error.code === "CONFIG_INVALID" ? EXIT_CONFIG : 1;
+}

@@ -6,6 +6,7 @@
  */
 import { config } from "../lib/config.ts";
 import { mainReason } from "../lib/dead-letter.ts";
+import { exitCodeFor } from "../lib/errors.ts";
 import { createRecordProducer, sendToDlq, type RecordProducer } from "../lib/kafka.ts";
 import { decodeMqttMessage, type PositionRecord } from "../lib/position.ts";
 import { logger } from "./log.ts";
@@ -122,6 +123,6 @@ async function main() {
 if (import.meta.main || process.argv[1]?.endsWith("bridge.js")) {
   main().catch((err) => {
     log.error("fatal", { error: String(err) });
-    process.exit(1);
+    process.exit(exitCodeFor(err));
   });
 }

@@ -13,6 +13,7 @@
  */
 import { config } from "../lib/config.ts";
 import { connectDatabase, sqlState } from "../lib/db.ts";
+import { exitCodeFor } from "../lib/errors.ts";
 import { createBatchConsumer, createRecordProducer, sendToDlq, type ConsumedMessage } from "../lib/kafka.ts";
 import { applyPositionBatch, mergeResults, splitByDriver, type ApplyResult } from "./apply-batch.ts";
 import { UNKNOWN_ERROR_TRIES, withApplyRetries } from "./apply-retry.ts";
@@ -198,6 +199,6 @@ async function main() {
 if (import.meta.main || process.argv[1]?.endsWith("positions.js")) {
   main().catch((err) => {
     log.error("fatal", { error: String(err) });
-    process.exit(1);
+    process.exit(exitCodeFor(err));
   });
 }

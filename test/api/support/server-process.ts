@@ -1,5 +1,5 @@
 /**
- * The API as a real process (`bun api/server.ts`) on a free port, for tests that need real sockets: what Bun answers
+ * The API as a real process (`bun api/server.ts`, or supervised: `bun api/index.ts`) on a free port, for tests that need real sockets: what Bun answers
  * before our code runs, many concurrent streams, start-up checks. Its output is collected for assertions.
  */
 import { waitFor } from "./wait.ts";
@@ -21,12 +21,19 @@ export interface ApiProcess {
   stop(): Promise<void>;
 }
 
-/** Starts the API with `env` over this process's environment; resolves once GET `readyPath` answers 200. */
-export async function startApiProcess(env: Record<string, string>, readyPath = "/health"): Promise<ApiProcess> {
+/**
+ * Starts the API with `env` over this process's environment; resolves once GET `readyPath` answers 200. `entry` is
+ * the script and its arguments: the server itself by default, or the supervisor (`api/index.ts`).
+ */
+export async function startApiProcess(
+  env: Record<string, string>,
+  readyPath = "/health",
+  entry: string[] = ["api/server.ts"],
+): Promise<ApiProcess> {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   let output = "";
-  const proc = Bun.spawn(["bun", "api/server.ts"], {
+  const proc = Bun.spawn(["bun", ...entry], {
     cwd: new URL("../../../", import.meta.url).pathname,
     env: { ...process.env, ...env, API_PORT: String(port) },
     stdout: "pipe",
