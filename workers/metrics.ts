@@ -84,7 +84,7 @@ export function createMetrics(process: string) {
     }),
     mqttProblems: new Counter({
       name: "mqtt_connection_problems_total",
-      help: "MQTT connection problems, by kind: connect_refused (CONNACK code), subscribe_refused (SUBACK 0x80), socket_error",
+      help: "MQTT problems, by kind: connect_refused (CONNACK code), subscribe_refused (SUBACK 0x80), socket_error, qos0_message_lost, side_handler_error",
       labelNames: ["kind"],
       registers: [registry],
     }),

@@ -35,7 +35,14 @@ export interface SubscriberOptions {
   onProblem?(kind: SubscriberProblem, detail: string): void;
 }
 
-export type SubscriberProblem = "connect_refused" | "subscribe_refused" | "socket_error";
+export type SubscriberProblem =
+  | "connect_refused"
+  | "subscribe_refused"
+  | "socket_error"
+  // a QoS 0 message the handler failed on: the broker will not resend it, so it is counted and logged, never silent
+  | "qos0_message_lost"
+  // the side-topic handler threw: information only, the data topics keep their connection
+  | "side_handler_error";
 
 /** MQTT 3.1.1 CONNACK return codes. */
 const CONNACK_CODES: Record<number, string> = {
@@ -118,8 +125,9 @@ export function startSubscriber(options: SubscriberOptions): Subscriber {
   function onSidePublish(packet: IPublishPacket, payload: Buffer) {
     try {
       options.onSideMessage?.(packet.topic, payload);
-    } catch {
+    } catch (error) {
       // A side message is information only; a failing handler must not cost the data topics their connection.
+      options.onProblem?.("side_handler_error", `${packet.topic}: ${String(error)}`);
     }
     // Subscribed at QoS 0, so the broker sends QoS 0; acknowledge in order all the same if it ever does not.
     if (packet.qos === 1) {
@@ -135,7 +143,9 @@ export function startSubscriber(options: SubscriberOptions): Subscriber {
       return;
     }
     if (packet.qos === 0) {
-      options.onMessage(packet.topic, payload).catch(() => {});
+      options.onMessage(packet.topic, payload).catch((error: unknown) =>
+        options.onProblem?.("qos0_message_lost", `${packet.topic}: ${String(error)}`),
+      );
       return;
     }
     const slot: Slot = { messageId: packet.messageId!, done: false, session };

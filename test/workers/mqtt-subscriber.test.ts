@@ -81,6 +81,31 @@ describe("startSubscriber", () => {
     await waitFor(() => subscriber.subscribed(), "the SUBACK");
     expect(problems).toEqual([]);
   });
+
+  test("a QoS 0 message its handler fails on is reported as lost (the broker will not resend it)", async () => {
+    const run = `sub-q0-${process.pid}`;
+    const topic = `test/${run}/drivers/d1/location`;
+    const problems: { kind: SubscriberProblem; detail: string }[] = [];
+    const subscriber = startSubscriber({
+      url: config().mqttUrl,
+      clientId: run,
+      topics: [`$share/${run}/test/${run}/drivers/+/location`],
+      onMessage: async () => {
+        throw new Error("kafka away");
+      },
+      onProblem: (kind, detail) => problems.push({ kind, detail }),
+    });
+    running.push(subscriber);
+    await waitFor(() => subscriber.subscribed(), "the SUBACK");
+    const publisher = await mqtt.connectAsync(config().mqttUrl, { clientId: `${run}-pub`, reconnectPeriod: 0 });
+    try {
+      await publisher.publishAsync(topic, "{}", { qos: 0 });
+      await waitFor(() => problems.length > 0, "the report");
+    } finally {
+      await publisher.endAsync();
+    }
+    expect(problems).toEqual([{ kind: "qos0_message_lost", detail: `${topic}: Error: kafka away` }]);
+  });
 });
 
 /** A phone of its own that publishes one message over the broker's payload limit (MQTT 3.1.1: acknowledged, dropped). */
