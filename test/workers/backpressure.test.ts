@@ -7,7 +7,7 @@ import type { Sql } from "../../lib/db.ts";
 import { freshDatabase, type TestDatabase } from "../support/db.ts";
 import { eventually, startNodeWorker, type WorkerProcess } from "../../tools/node-workers.ts";
 import { isolatedPipeline, seedDrivers } from "../../tools/pipeline.ts";
-import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.ts";
+import { startTcpProxy, type TcpProxy } from "../../tools/tcp-proxy.ts";
 
 const run = `bp${process.pid}${Date.now() % 1e6}`;
 let PREFIX: string;
