@@ -4,7 +4,7 @@
  */
 import { openapi } from "@elysiajs/openapi";
 import { Elysia } from "elysia";
-import type { AuthConfig } from "../lib/config.ts";
+import { type AuthConfig, config } from "../lib/config.ts";
 import type { Sql } from "../lib/db.ts";
 import { orderAccess } from "./auth/order-access.ts";
 import { assertEveryRouteHasARule, authPlugin } from "./auth/plugin.ts";
@@ -16,6 +16,9 @@ import { driversModule } from "./modules/drivers/index.ts";
 import { healthModule } from "./modules/health/index.ts";
 import { createHttpMetrics } from "./modules/health/metrics.ts";
 import { readinessService } from "./modules/health/service.ts";
+import { opsModule } from "./modules/ops/index.ts";
+import { pagesModule } from "./modules/ops/pages.ts";
+import { createPipelineHealth } from "./modules/ops/pipeline-health.ts";
 import { ordersModule } from "./modules/orders/index.ts";
 import type { TrackCacheOptions } from "./modules/tracking/cache.ts";
 import type { OrderFeed } from "./modules/tracking/feed.ts";
@@ -44,6 +47,8 @@ export interface ApiDeps {
   mqttCredentials?: MqttCredentialIssuer;
   /** The broker URL given to drivers with their MQTT credentials (config().mqttUrl in production). */
   mqttUrl?: string;
+  /** The workers' Prometheus endpoints the operations page's health panel reads (default: OPS_METRICS_URLS). */
+  opsMetricsUrls?: readonly string[];
 }
 
 export function createApp(deps: ApiDeps) {
@@ -54,6 +59,8 @@ export function createApp(deps: ApiDeps) {
   const tokens = createTokenService(deps.auth);
   const auth = authPlugin(tokens);
   const access = orderAccess(deps.sql);
+  const cfg = config();
+  const pipeline = createPipelineHealth({ urls: deps.opsMetricsUrls ?? cfg.opsMetricsUrls });
 
   const app = new Elysia()
     .use(errorHandler)
@@ -79,7 +86,9 @@ export function createApp(deps: ApiDeps) {
     .use(healthModule({ readiness, registry: metrics.registry, auth }))
     .use(trackingModule({ ...deps, cache, auth, access, liveStreams }))
     .use(driversModule({ ...deps, auth, mqttUrl: deps.mqttUrl ?? "mqtt://127.0.0.1:1883" }))
-    .use(ordersModule({ sql: deps.sql, auth, access, tokens, trackingLinkTtlSeconds: deps.auth.trackingLinkTtlSeconds }));
+    .use(ordersModule({ sql: deps.sql, auth, access, tokens, trackingLinkTtlSeconds: deps.auth.trackingLinkTtlSeconds }))
+    .use(opsModule({ sql: deps.sql, auth, pipeline, h3Resolution: cfg.h3Resolution }))
+    .use(pagesModule({ auth, config: { tileUrl: cfg.mapTileUrl, city: cfg.mapCity } }));
   // Deny by default: a route that forgot to say who may call it stops the API from starting.
   assertEveryRouteHasARule(app.routes);
   return app;

@@ -59,6 +59,27 @@ function identifier(env: Env, name: string, fallback: string): string {
   return value;
 }
 
+function urlList(env: Env, name: string, fallback: string): readonly string[] {
+  const value = text(env, name, fallback);
+  const urls = value.split(",").map((part) => part.trim()).filter(Boolean);
+  for (const part of urls) url({ [name]: part }, name, fallback, ["http:", "https:"]);
+  return Object.freeze(urls);
+}
+
+function tileTemplate(env: Env, name: string): string {
+  const value = text(env, name, "");
+  if (!value) return "";
+  url({ [name]: value.replace(/\{[a-z]\}/g, "0") }, name, "https://tile.example/{z}/{x}/{y}.png", ["http:", "https:"]);
+  if (!["{z}", "{x}", "{y}"].every((part) => value.includes(part))) fail(name, `"${value}" lacks {z}, {x} or {y}`);
+  return value;
+}
+
+function choice<T extends string>(env: Env, name: string, fallback: T, allowed: readonly T[]): T {
+  const value = text(env, name, fallback);
+  if (!(allowed as readonly string[]).includes(value)) fail(name, `"${value}" is not one of ${allowed.join(", ")}`);
+  return value as T;
+}
+
 const KAFKA_SASL_MECHANISMS = ["SCRAM-SHA-512", "SCRAM-SHA-256"] as const;
 export type KafkaSasl = Readonly<{ mechanism: (typeof KAFKA_SASL_MECHANISMS)[number]; username: string; password: string }>;
 
@@ -219,6 +240,12 @@ export function parseConfig(env: Env = process.env) {
     orderMaxTotalCents: integer(env, "ORDER_MAX_TOTAL_CENTS", 100_000, 1, 1_000_000_000),
     /** POST /orders refuses (422 ORDER_LIMIT) a delivery point farther than this from the restaurant. */
     orderMaxDeliveryKm: integer(env, "ORDER_MAX_DELIVERY_KM", 15, 1, 1_000),
+    /** Prometheus endpoints of the bridge and the position worker, read for the operations page's health panel. */
+    opsMetricsUrls: urlList(env, "OPS_METRICS_URLS", "http://127.0.0.1:9464/metrics,http://127.0.0.1:9465/metrics"),
+    /** Base-map tiles ({z}/{x}/{y} template); "" draws the city outline on a plain background (no internet). */
+    mapTileUrl: tileTemplate(env, "MAP_TILE_URL"),
+    /** The city the pages' maps open on and outline (lib/cities.ts). */
+    mapCity: choice(env, "MAP_CITY", "nyc", ["nyc", "sf"]),
   });
 }
 

@@ -130,6 +130,17 @@ const ROWS: Row[] = [
   { method: "GET", route: "/openapi/json", path: () => "/openapi/json", open: true, expect: {} },
   { method: "GET", route: "/openapi", path: () => "/openapi", open: true, expect: {} },
   { method: "GET", route: "/metrics", path: () => "/metrics", expect: { operations: 200 } },
+  // The pages and their bundled scripts are public static assets; every data route they call has its own rule.
+  { method: "GET", route: "/ui/ops", path: () => "/ui/ops", open: true, expect: {} },
+  { method: "GET", route: "/ui/track", path: () => "/ui/track", open: true, expect: {} },
+  { method: "GET", route: "/ui/assets/:file", path: () => "/ui/assets/pages.css", open: true, expect: {} },
+  {
+    method: "GET",
+    route: "/ops/map",
+    path: () => "/ops/map?west=-74.01&south=40.7&east=-73.97&north=40.76&zoom=14",
+    expect: { operations: 200 },
+  },
+  { method: "GET", route: "/ops/summary", path: () => "/ops/summary", expect: { operations: 200 } },
   {
     method: "POST",
     route: "/orders/",
