@@ -266,7 +266,9 @@ export async function ensureTopics(
     const missing = topics.filter((t) => !existing.has(t.topic));
     if (missing.length > 0) {
       await admin.createTopics({
-        topics: missing.map((t) => ({ topic: t.topic, numPartitions: t.partitions, replicationFactor: 1 })),
+        // -1: the brokers' default.replication.factor (1 on the single broker, 3 on `bin/stack up --kafka-brokers 3`,
+        // where min.insync.replicas=2 would refuse acks=all writes to a topic of one replica).
+        topics: missing.map((t) => ({ topic: t.topic, numPartitions: t.partitions, replicationFactor: -1 })),
       });
     }
   } finally {

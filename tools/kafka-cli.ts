@@ -44,14 +44,17 @@ export interface KcatResult {
   stderr: string;
 }
 
-/** Runs kcat against the broker as `sasl` (default: this process's identity; null: anonymous plaintext). */
+/**
+ * Runs kcat against the broker as `sasl` (default: this process's identity; null: anonymous plaintext), at
+ * `bootstrap` (default: KAFKA_BOOTSTRAP_SERVERS; another cluster, e.g. a test's own, bin/stack kafka-cluster).
+ */
 export async function kcat(
   args: string[],
-  options: { sasl?: KafkaSasl | null; stdin?: string; timeoutMs?: number } = {},
+  options: { sasl?: KafkaSasl | null; stdin?: string; timeoutMs?: number; bootstrap?: string } = {},
 ): Promise<KcatResult> {
   const sasl = options.sasl === undefined ? config().kafkaSasl : options.sasl;
   const login = sasl ? ["-F", loginFile("kcat", sasl)] : [];
-  const proc = Bun.spawn(["kcat", "-b", brokers(), ...login, ...args], {
+  const proc = Bun.spawn(["kcat", "-b", options.bootstrap ?? brokers(), ...login, ...args], {
     env: { ...process.env, LD_LIBRARY_PATH: KCAT_LIBS },
     stdin: options.stdin === undefined ? "ignore" : new Blob([options.stdin]),
     stdout: "pipe",
@@ -89,10 +92,11 @@ function parseHeaders(text: string): Record<string, string> {
 }
 
 /** Every record of a topic, with its `reason` header (DLQ topics). */
-export async function readTopic(topic: string): Promise<DlqEntry[]> {
-  const { code, stdout, stderr } = await kcat([
-    "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%k\\t%h\\t%s\\n---end---\\n",
-  ]);
+export async function readTopic(topic: string, options: { bootstrap?: string } = {}): Promise<DlqEntry[]> {
+  const { code, stdout, stderr } = await kcat(
+    ["-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%k\\t%h\\t%s\\n---end---\\n"],
+    options,
+  );
   if (code !== 0) throw new Error(`reading ${topic} failed (${code}): ${stderr}`);
   return stdout
     .split("\n---end---\n")
@@ -112,8 +116,9 @@ export async function topicCommand(args: string[]): Promise<KcatResult> {
   const sasl = config().kafkaSasl;
   const login = sasl ? ["--command-config", loginFile("java", sasl)] : [];
   const proc = Bun.spawn(
-    ["java", "-cp", `${kafkaDir}${libs}/*`, "org.apache.kafka.tools.TopicCommand", "--bootstrap-server", brokers(),
-      ...login, ...args],
+    // A short-lived JVM: the quick compiler and the simplest collector halve its start-up CPU (as bin/stack's tools).
+    ["java", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp", `${kafkaDir}${libs}/*`,
+      "org.apache.kafka.tools.TopicCommand", "--bootstrap-server", brokers(), ...login, ...args],
     { stdout: "pipe", stderr: "pipe" },
   );
   const [stdout, stderr, code] = await Promise.all([
@@ -124,11 +129,14 @@ export async function topicCommand(args: string[]): Promise<KcatResult> {
   return { code, stdout, stderr };
 }
 
-export async function createTopic(topic: string, partitions: number): Promise<void> {
-  const { code, stderr } = await topicCommand([
-    "--create", "--if-not-exists", "--topic", topic, "--partitions", String(partitions), "--replication-factor", "1",
+/** Without a replication factor, the brokers' default: 1 on the single broker, 3 on a 3-node cluster. */
+export async function createTopic(topic: string, partitions: number, replicationFactor?: number): Promise<void> {
+  const { code, stdout, stderr } = await topicCommand([
+    "--create", "--if-not-exists", "--topic", topic, "--partitions", String(partitions),
+    ...(replicationFactor === undefined ? [] : ["--replication-factor", String(replicationFactor)]),
   ]);
-  if (code !== 0) throw new Error(`creating ${topic} failed: ${stderr}`);
+  // TopicCommand prints its own errors on stdout.
+  if (code !== 0) throw new Error(`creating ${topic} failed (${code}): ${stdout}${stderr}`);
 }
 
 export async function deleteTopic(topic: string): Promise<void> {
