@@ -20,6 +20,14 @@
  *    plugin runs and logs that at debug level only, so an MQTT 3.1.1 phone's message vanished without a trace.
  *    The broker's max_packet_size stays as an outer bound (the connection is closed beyond it; see mosquitto.conf).
  *
+ * 5. Publishers wait for the bridges after a start: Mosquitto 2.0.11 restores a persistent session's queued messages
+ *    from its persistence file but not its `$share/` subscriptions (verified: a message published after a restart
+ *    is queued for a plain persistent subscription, and dropped for a shared one until it subscribes again). A phone
+ *    reconnecting first would get PUBACKs for messages nobody is subscribed to, which the broker then drops. So for
+ *    plugin_opt_hold_publishers_seconds after the broker starts, a client that is not a service (subscribers and
+ *    reserved ids) has its connection closed at CONNECT, without a CONNACK, until a service has subscribed again;
+ *    the phone retries as after any network loss, its outbox intact. The hold ends at the first service SUBSCRIBE, or after that many seconds (no bridge deployed).
+ *
  * Everything else defers to password_file / acl_file (which run after this plugin), so topic rights stay in the ACL.
  * Dynamic security (also in 2.0.11) was not used: its ACLs have no %u patterns (one role per driver) and it rewrites
  * its whole JSON file on every command, which does not scale to 100,000 drivers.
@@ -29,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <ctype.h>
+#include <time.h>
 
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
@@ -45,6 +54,17 @@ static long max_payload = DEFAULT_MAX_PAYLOAD; /* 0 = no limit */
 /* Refused oversized messages since the broker started. The plugin is initialised once per broker process (a SIGHUP
  * reload does not call mosquitto_plugin_init again), so this is the broker's count since its start. */
 static unsigned long long oversized_count;
+/* Rule 5: until when publishers are held (0 = not holding), and how many were refused meanwhile. */
+static time_t hold_until;
+static unsigned long held_count;
+
+static void stop_holding(const char *why)
+{
+	if(!hold_until) return;
+	hold_until = 0;
+	mosquitto_log_printf(MOSQ_LOG_NOTICE, "identity-guard: publishers admitted (%s); %lu connections held back before",
+			why, held_count);
+}
 
 static char *padded_list(const char *value)
 {
@@ -101,6 +121,21 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 				id ? id : "(none)");
 		return MOSQ_ERR_AUTH;
 	}
+	const char *user = ed->username ? ed->username : "";
+	if(hold_until && !in_list(subscribers, user) && !in_list(reserved_ids, user)){
+		if(time(NULL) >= hold_until){
+			stop_holding("no service subscribed within plugin_opt_hold_publishers_seconds");
+		}else{
+			if(held_count++ == 0){
+				mosquitto_log_printf(MOSQ_LOG_NOTICE,
+						"identity-guard: holding publishers back until a service subscribes again (restart)");
+			}
+			/* Not MOSQ_ERR_AUTH: a "not authorized" CONNACK makes clients give up (mqtt.js does). Any other error
+			 * closes the connection without a CONNACK, which clients treat as the broker being unavailable and
+			 * retry with their usual backoff. */
+			return MOSQ_ERR_CONN_REFUSED;
+		}
+	}
 	return MOSQ_ERR_PLUGIN_DEFER;
 }
 
@@ -138,6 +173,7 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 		return MOSQ_ERR_PLUGIN_DEFER;
 	}
 	if(ed->access != MOSQ_ACL_SUBSCRIBE) return MOSQ_ERR_PLUGIN_DEFER;
+	if(hold_until && in_list(subscribers, mosquitto_client_username(ed->client))) stop_holding("a service subscribed");
 	bool wide = !strncmp(ed->topic, "$share/", 7) || strchr(ed->topic, '+') || strchr(ed->topic, '#');
 	if(!wide) return MOSQ_ERR_PLUGIN_DEFER;
 	const char *username = mosquitto_client_username(ed->client);
@@ -195,6 +231,15 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 				return MOSQ_ERR_INVAL;
 			}
 			max_payload = value;
+		}else if(!strcmp(opts[i].key, "hold_publishers_seconds")){
+			char *end = NULL;
+			long value = strtol(opts[i].value, &end, 10);
+			if(!*opts[i].value || *end || value < 0 || value > 3600){
+				mosquitto_log_printf(MOSQ_LOG_ERR, "identity-guard: plugin_opt_hold_publishers_seconds %s is not 0-3600",
+						opts[i].value);
+				return MOSQ_ERR_INVAL;
+			}
+			hold_until = value ? time(NULL) + value : 0;
 		}
 	}
 	mosquitto_log_printf(MOSQ_LOG_NOTICE, "identity-guard: payloads over %ld bytes are refused", max_payload);
