@@ -3,7 +3,7 @@ import { config } from "../../../lib/config.ts";
 import { type Sql, sqlState } from "../../../lib/db.ts";
 import { AppError } from "../../../lib/errors.ts";
 import { isoOrNull } from "../../model.ts";
-import { assignInWideningAreas, bigintArray, searchAreas } from "./assignment.ts";
+import { areaArguments, assignInWideningAreas, searchAreaCache } from "./assignment.ts";
 import type { NewOrder, Order, OrderEvent } from "./model.ts";
 
 interface OrderRow {
@@ -86,16 +86,17 @@ export function ordersService(sql: Sql, limits: OrderLimits = orderLimitsFromCon
   const transition = (orderId: string, event: OrderEvent) =>
     one(sql`select * from order_transition(${orderId}, ${event})`, orderId);
 
+  let areasAround: ReturnType<typeof searchAreaCache> | undefined;
+
   /** The order given to the nearest driver, or undefined when no driver is free within reach. */
   const assignNearest = async (orderId: string): Promise<Order | undefined> => {
-    const [restaurant] = await sql<{ h3: bigint }[]>`
-      select r.h3 from orders o join restaurants r on r.id = o.restaurant_id where o.id = ${orderId}`;
+    const [restaurant] = await sql<{ lat: number; lon: number }[]>`
+      select st_y(r.location::geometry) as lat, st_x(r.location::geometry) as lon
+      from orders o join restaurants r on r.id = o.restaurant_id where o.id = ${orderId}`;
     if (!restaurant) throw new AppError("NOT_FOUND", `order ${orderId} does not exist`);
-    return assignInWideningAreas(searchAreas(restaurant.h3), (cells) =>
-      one(
-        sql`select * from assign_nearest_driver(${orderId}, ${cells === null ? null : bigintArray(sql, cells)})`,
-        orderId,
-      ),
+    areasAround ??= searchAreaCache(config().h3Resolution);
+    return assignInWideningAreas(areasAround(restaurant.lat, restaurant.lon), (area) =>
+      one(sql`select * from assign_nearest_driver(${orderId}, ${areaArguments(sql, area)})`, orderId),
     );
   };
 

@@ -329,11 +329,13 @@ describe("a whole delivery", () => {
 });
 
 describe("assignment areas", () => {
-  test("rings nearest first, then the distance fallback", () => {
+  test("rings nearest first, cells ordered by distance bound, then the distance fallback", () => {
     const cell = cellOf(ORIGIN.lat, ORIGIN.lon, 9);
-    const areas = searchAreas(cell);
-    expect(areas.map((a) => a?.length ?? null)).toEqual([91, 721, null]); // 3k(k+1)+1 cells
-    expect(areas[0]).toContain(cell);
+    const areas = searchAreas(ORIGIN.lat, ORIGIN.lon, 9);
+    expect(areas.map((a) => a?.cells.length ?? null)).toEqual([19, 217, null]); // 3k(k+1)+1 cells
+    expect(areas[0]!.cells[0]).toBe(cell);
+    expect(areas[0]!.boundsM).toEqual([...areas[0]!.boundsM].sort((a, b) => a - b));
+    expect(areas[1]!.coveredM).toBeGreaterThan(areas[0]!.coveredM);
   });
 
   test("bigint arrays reach PostgreSQL as bigint[] with every value intact", async () => {
