@@ -10,7 +10,7 @@ import { exitCodeFor } from "../lib/errors.ts";
 import { createRecordProducer, sendToDlq, type RecordProducer } from "../lib/kafka.ts";
 import { decodeMqttMessage, type PositionRecord } from "../lib/position.ts";
 import { logger } from "./log.ts";
-import { BROKER_OVERSIZED_TOPIC, brokerStatsHandler, createMetrics, serveMetrics, type Metrics } from "./metrics.ts";
+import { BROKER_STATS_TOPICS, brokerStatsHandler, createMetrics, serveMetrics, type Metrics } from "./metrics.ts";
 import { startSubscriber } from "./mqtt-subscriber.ts";
 
 const log = logger("bridge");
@@ -86,11 +86,19 @@ async function main() {
     clientId,
     topics: bridgeTopics(cfg.bridgeShareGroup, cfg.mqttTopicPrefix),
     onMessage: forward,
-    // The broker's count of oversized messages it refused (identity-guard), as the gauge mqtt_broker_oversized_dropped:
-    // a side topic at QoS 0, never forwarded to Kafka. Broker-wide, so without the run's topic prefix.
-    sideTopics: [BROKER_OVERSIZED_TOPIC],
-    onSideMessage: brokerStatsHandler(metrics, (topic, payload) =>
-      log.warn("unexpected broker stats message", { topic, payload: payload.slice(0, 100) }),
+    // The broker's counts as gauges: oversized messages identity-guard refused (mqtt_broker_oversized_dropped),
+    // messages Mosquitto dropped on a full client queue (mqtt_broker_queue_dropped, logged here as they grow) and
+    // messages it holds (mqtt_broker_stored_messages). Side topics at QoS 0, never forwarded to Kafka; broker-wide,
+    // so without the run's topic prefix.
+    sideTopics: BROKER_STATS_TOPICS,
+    onSideMessage: brokerStatsHandler(
+      metrics,
+      (topic, payload) => log.warn("unexpected broker stats message", { topic, payload: payload.slice(0, 100) }),
+      (newlyDropped, total) =>
+        log.error("the MQTT broker dropped messages: a client's queue was full (max_queued_messages/bytes)", {
+          newlyDropped,
+          sinceBrokerStart: total,
+        }),
     ),
     onStatus: (event) => log.info(`mqtt ${event}`, { clientId }),
     // Loud: a bridge refused by the broker, or without its subscription, forwards nothing while looking alive.

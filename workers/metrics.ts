@@ -113,6 +113,37 @@ export function createMetrics(process: string) {
       // Registered by brokerStatsHandler with the first value: an unlabelled gauge would otherwise read 0 at once.
       registers: [],
     }),
+    brokerQueueDropped: new Gauge({
+      name: "mqtt_broker_queue_dropped",
+      help:
+        "MQTT messages the broker dropped because a client's queue was full (max_queued_messages / max_queued_bytes " +
+        "in infra/mosquitto/mosquitto.conf: a disconnected persistent session such as a stopped bridge, or a client " +
+        "too slow to read) since the broker started; Mosquitto's $SYS/broker/publish/messages/dropped, published " +
+        "every sys_interval. Absent until the broker's value arrived",
+      registers: [],
+    }),
+    brokerStoredMessages: new Gauge({
+      name: "mqtt_broker_stored_messages",
+      help:
+        "Messages the broker holds (queued for sessions, in flight, retained); Mosquitto's " +
+        "$SYS/broker/store/messages/count, published every sys_interval. A stopped bridge's backlog shows here before " +
+        "max_queued_messages drops anything. Absent until the broker's value arrived",
+      registers: [],
+    }),
+    notifyQueueUsage: new Gauge({
+      name: "db_notify_queue_usage",
+      help:
+        "PostgreSQL's LISTEN/NOTIFY queue fill, 0..1 (pg_notification_queue_usage()); over tracking.notify_queue_limit " +
+        "(0.5 by default) the apply procedure and the sweep skip their order notices (migration 0012)",
+      registers: [registry],
+    }),
+    orderNoticesSkipped: new Gauge({
+      name: "db_order_notices_skipped",
+      help:
+        "Order notices the database skipped because the notification queue was over its limit, since the database " +
+        "was created (notify_queue_status(); counted by every worker's transaction that skipped, a retried one again)",
+      registers: [registry],
+    }),
     upkeepFailures: new Counter({
       name: "upkeep_failures_total",
       help: "Scheduled upkeep runs (offline sweep, trail partitions, lag) that failed, by job",
@@ -126,25 +157,72 @@ export type Metrics = ReturnType<typeof createMetrics>;
 
 /** The broker's count of refused oversized messages: identity-guard publishes it there, retained, as a decimal. */
 export const BROKER_OVERSIZED_TOPIC = "$SYS/identity-guard/oversized";
+/**
+ * Mosquitto 2.0.11's own count of outgoing messages dropped on a full client queue, since the broker started (each
+ * drop episode is also logged at notice level: "Outgoing messages are being dropped for client <id>.").
+ */
+export const BROKER_DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped";
+/** Mosquitto's count of messages held in its store. */
+export const BROKER_STORED_TOPIC = "$SYS/broker/store/messages/count";
+/** The side topics the bridge follows (the ACL lets bridge-0/1 and tester read exactly these). */
+export const BROKER_STATS_TOPICS = [BROKER_OVERSIZED_TOPIC, BROKER_DROPPED_TOPIC, BROKER_STORED_TOPIC];
+
+type BrokerGauge = "brokerOversizedDropped" | "brokerQueueDropped" | "brokerStoredMessages";
+const GAUGE_OF_TOPIC: Record<string, BrokerGauge> = {
+  [BROKER_OVERSIZED_TOPIC]: "brokerOversizedDropped",
+  [BROKER_DROPPED_TOPIC]: "brokerQueueDropped",
+  [BROKER_STORED_TOPIC]: "brokerStoredMessages",
+};
 
 /**
- * The handler of the broker's side topics (not of positions): sets mqtt_broker_oversized_dropped from
- * BROKER_OVERSIZED_TOPIC. Anything else, or a payload that is not a count, goes to `onBadMessage` and changes nothing.
+ * The handler of the broker's side topics (not of positions): sets the gauge of each BROKER_STATS_TOPICS topic from
+ * its decimal payload (a gauge is registered with its first value, so a bridge that cannot read it shows as absent).
+ * `onDropped` hears of every growth of the broker's dropped count (the first value too, if not 0: dropped since the
+ * broker started). Anything else, or a payload that is not a count, goes to `onBadMessage` and changes nothing.
  */
 export function brokerStatsHandler(
-  metrics: Pick<Metrics, "brokerOversizedDropped" | "registry">,
+  metrics: Pick<Metrics, BrokerGauge | "registry">,
   onBadMessage?: (topic: string, payload: string) => void,
+  onDropped?: (newlyDropped: number, total: number) => void,
 ) {
+  let dropped: number | undefined;
   return (topic: string, payload: Buffer): void => {
     const text = payload.toString("utf8");
-    if (topic === BROKER_OVERSIZED_TOPIC && /^\d{1,15}$/.test(text)) {
-      metrics.brokerOversizedDropped.set(Number(text));
-      if (!metrics.registry.getSingleMetric("mqtt_broker_oversized_dropped")) {
-        metrics.registry.registerMetric(metrics.brokerOversizedDropped);
+    const gauge = GAUGE_OF_TOPIC[topic];
+    if (gauge && /^\d{1,15}$/.test(text)) {
+      const value = Number(text);
+      metrics[gauge].set(value);
+      const name = (metrics[gauge] as unknown as { name: string }).name;
+      if (!metrics.registry.getSingleMetric(name)) metrics.registry.registerMetric(metrics[gauge]);
+      if (gauge === "brokerQueueDropped") {
+        // A smaller value: the broker restarted and counts from 0 again.
+        const grown = dropped === undefined || value < dropped ? value : value - dropped;
+        dropped = value;
+        if (grown > 0) onDropped?.(grown, value);
       }
       return;
     }
     onBadMessage?.(topic, text);
+  };
+}
+
+/**
+ * The notification queue watch (migration 0012's notify_queue_status()): sets db_notify_queue_usage and
+ * db_order_notices_skipped, and tells `onSkipped` how many notices were skipped since the last reading (the first
+ * reading reports the whole count, if not 0).
+ */
+export function notifyQueueWatch(
+  metrics: Pick<Metrics, "notifyQueueUsage" | "orderNoticesSkipped">,
+  onSkipped: (newlySkipped: number, total: number, usage: number) => void,
+) {
+  let skipped: number | undefined;
+  return (status: { usage: number; skipped: number | bigint }): void => {
+    const total = Number(status.skipped);
+    metrics.notifyQueueUsage.set(status.usage);
+    metrics.orderNoticesSkipped.set(total);
+    const grown = skipped === undefined ? total : total - skipped;
+    skipped = total;
+    if (grown > 0) onSkipped(grown, total, status.usage);
   };
 }
 

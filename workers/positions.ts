@@ -21,7 +21,7 @@ import { deadLetters, sqlRejects } from "./dead-letters.ts";
 import { decodeBatch, type DecodedBatch } from "./decode-batch.ts";
 import { applyIsolating } from "./isolate-refused.ts";
 import { logger } from "./log.ts";
-import { createMetrics, serveMetrics } from "./metrics.ts";
+import { createMetrics, notifyQueueWatch, serveMetrics } from "./metrics.ts";
 import { scheduleUpkeep } from "./upkeep.ts";
 
 const log = logger("positions");
@@ -50,6 +50,13 @@ async function main() {
 
   // OFFLINE_AFTER lives in tracking_settings from here on, so the sweep and assignment (called by the API) agree.
   await sql`update tracking_settings set offline_after_s = ${cfg.offlineAfterSeconds} where id = 1`;
+  const watchNotifyQueue = notifyQueueWatch(metrics, (newlySkipped, total, usage) =>
+    log.warn("order notices skipped: the database's notification queue is over its limit (a listener is not reading)", {
+      newlySkipped,
+      total,
+      queueUsage: usage,
+    }),
+  );
   const upkeep = scheduleUpkeep(
     [
       { name: "sweep_offline_drivers", everyMs: 5_000, run: () => sql`select sweep_offline_drivers()` },
@@ -57,6 +64,12 @@ async function main() {
         name: "trail_partitions",
         everyMs: 3_600_000,
         run: () => sql`select trail_upkeep()`,
+      },
+      {
+        // The LISTEN/NOTIFY queue and the order notices skipped because it was over its limit (migration 0012).
+        name: "notify_queue",
+        everyMs: 5_000,
+        run: async () => watchNotifyQueue((await sql<{ usage: number; skipped: bigint }[]>`select * from notify_queue_status()`)[0]!),
       },
       {
         name: "consumer_lag",
