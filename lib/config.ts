@@ -225,6 +225,8 @@ export function parseConfig(env: Env = process.env) {
     // Messages, not positions: phones batch, so 10,000 messages are ~40,000 positions, where bench:db peaks.
     batchMaxMessages: integer(env, "BATCH_MAX_MESSAGES", 10_000, 1, 1_000_000),
     batchMaxWaitMs: integer(env, "BATCH_MAX_WAIT_MS", 100, 1, 60_000),
+    /** The position worker answers 503 on /ready once a batch has kept failing this long (it cannot make progress). */
+    workerStalledAfterMs: integer(env, "WORKER_STALLED_AFTER_MS", 30_000, 100, 3_600_000),
     // Each batch split by driver over this many connections, applied in parallel transactions: one per core here.
     applyConnections: integer(env, "APPLY_CONNECTIONS", 2, 1, 16),
     metricsPort: integer(env, "METRICS_PORT", 0, 0, 65535),

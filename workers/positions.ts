@@ -41,7 +41,14 @@ async function main() {
     onRebalance: (event, partitions) =>
       log.info(`partitions ${event}`, { partitions: partitions.map((p) => p.partition) }),
   });
-  const server = await serveMetrics(metrics.registry, cfg.metricsPort);
+  // Ready while batches get applied: a batch that has kept failing (the database away, a lock storm) for longer than
+  // WORKER_STALLED_AFTER_MS makes /ready answer 503, so an orchestrator sees a worker that cannot make progress.
+  let failingSince: number | undefined;
+  const server = await serveMetrics(
+    metrics.registry,
+    cfg.metricsPort,
+    () => failingSince === undefined || Date.now() - failingSince < cfg.workerStalledAfterMs,
+  );
   log.info("started", { group: cfg.kafkaGroupId, topic: cfg.kafkaTopic, metricsPort: server.port });
 
   let stopping = false;
@@ -90,6 +97,7 @@ async function main() {
       unknownTries: wholeBatch ? UNKNOWN_ERROR_TRIES : 1,
       isStopping: () => stopping,
       onRetry: (error, kind, backoffMs) => {
+        failingSince ??= Date.now();
         metrics.retries.inc({ cause: sqlState(error) ?? kind });
         log.warn("batch apply failed; retrying", { error: String(error), kind, backoffMs });
       },
@@ -113,6 +121,7 @@ async function main() {
       result.rejected_seq.push(seq);
       result.rejected_reason.push("rejected_by_database");
     }
+    failingSince = undefined;
     return { result, applyMs: performance.now() - started, committedAt: Date.now() };
   }
 

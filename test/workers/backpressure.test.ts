@@ -18,6 +18,7 @@ let bridge: WorkerProcess;
 let worker: WorkerProcess;
 let drivers: string[] = [];
 
+const metricsPort = () => Number(/"metricsPort":(\d+)/.exec(worker.output())![1]);
 const trailCount = async (sql: Sql) => (await sql<{ n: number }[]>`select count(*)::int n from position_trail`)[0]!.n;
 
 beforeAll(async () => {
@@ -28,7 +29,8 @@ beforeAll(async () => {
   const pipeline = await isolatedPipeline(run, viaProxy, 2);
   PREFIX = pipeline.prefix;
   drivers = await seedDrivers(db.sql, 50);
-  const env = pipeline.env;
+  // Not ready after half a second of failing batches, so the test sees /ready follow the cut.
+  const env = { ...pipeline.env, WORKER_STALLED_AFTER_MS: "500" };
   bridge = await startNodeWorker("bridge", env);
   await bridge.waitFor("mqtt connected");
   worker = await startNodeWorker("positions", env);
@@ -64,11 +66,15 @@ test("while PostgreSQL is unreachable the worker retries, keeps running, and app
   await publishRound(2);
   await worker.waitFor("batch apply failed; retrying", 30_000);
   expect(worker.proc.exitCode).toBeNull();
+  // It cannot make progress, and says so: /ready answers 503 (an orchestrator stops routing to it or restarts it).
+  const ready = async () => (await fetch(`http://127.0.0.1:${metricsPort()}/ready`)).status;
+  await eventually(async () => (await ready()) === 503, 30_000, "/ready to answer 503 during the cut");
   expect(await trailCount(db.sql)).toBe(50);
 
   proxy.restore();
   await eventually(async () => (await trailCount(db.sql)) === 150, 60_000, "the rounds published while it was down");
   expect(worker.proc.exitCode).toBeNull();
+  expect(await ready()).toBe(200);
   const [late] = await db.sql<{ n: number }[]>`
     select count(*)::int n from driver_state where position_at = to_timestamp(${t0 + 8})`;
   expect(late!.n).toBe(50);
