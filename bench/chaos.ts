@@ -61,6 +61,8 @@ for (const f of report.faults) {
 console.log(`\npositions sent ${a.sent}, acknowledged ${a.acknowledged}, applied ${a.applied}, dead-lettered ${a.deadLettered} ${JSON.stringify(a.deadLetterReasons)}, LOST ${a.lost}`);
 console.log(`in the trail and the DLQ ${a.appliedAndDeadLettered}, in the trail but never sent ${a.neverSent}, driver states not at their latest position ${a.stateMismatches}, duplicate transitions ${a.duplicateTransitions}`);
 console.log(`outboxes drained ${report.phonesDrained}, drain ${report.drainS.toFixed(1)} s, final consumer lag ${report.finalLag}, max RSS MB ${JSON.stringify(report.maxRssMb)}${report.overMemoryBound.length ? `, OVER BOUND ${report.overMemoryBound.join(", ")}` : ""}`);
+if (report.servicesLost.length) console.log(`services whose supervisor gave up: ${report.servicesLost.join(", ")}`);
+console.log(`services' output: .stack/logs/chaos-${run}-*.log`);
 console.log(report.ok ? "\nOK: nothing lost" : "\nFAILED");
 
 const dir = new URL("../bench/results/", import.meta.url).pathname;

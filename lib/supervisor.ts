@@ -31,7 +31,8 @@ export const DEFAULT_RESTART_POLICY: RestartPolicy = Object.freeze({
   initialDelayMs: 500,
   maxDelayMs: 30_000,
   healthyAfterMs: 60_000,
-  maxFailuresInARow: 5,
+  // 10 quick failures take ~2.5 min with these pauses: longer than a dependency's outage worth riding out.
+  maxFailuresInARow: 10,
   stopTimeoutMs: 30_000,
 });
 

@@ -56,7 +56,16 @@ async function main() {
   process.on("SIGINT", () => (stopping = true));
 
   // OFFLINE_AFTER lives in tracking_settings from here on, so the sweep and assignment (called by the API) agree.
-  await sql`update tracking_settings set offline_after_s = ${cfg.offlineAfterSeconds} where id = 1`;
+  // A worker (re)started while the database is away waits for it, as a running one does, instead of exiting into its
+  // supervisor's crash-loop count (found by the chaos run: a worker restarted during a 60 s cut gave up).
+  await withApplyRetries(
+    () => sql`update tracking_settings set offline_after_s = ${cfg.offlineAfterSeconds} where id = 1`,
+    {
+      unknownTries: 1,
+      isStopping: () => stopping,
+      onRetry: (error, kind, backoffMs) => log.warn("database not reachable at start; waiting", { error: String(error), kind, backoffMs }),
+    },
+  );
   const watchNotifyQueue = notifyQueueWatch(metrics, (newlySkipped, total, usage) =>
     log.warn("order notices skipped: the database's notification queue is over its limit (a listener is not reading)", {
       newlySkipped,

@@ -4,6 +4,7 @@
  * pipeline has caught up with the previous one; then the phones stop, their outboxes drain, the pipeline settles and
  * the phones' logs are reconciled with the trail and the dead-letter topic (accounting.ts).
  */
+import { mkdirSync, writeFileSync } from "node:fs";
 import postgres from "postgres";
 import { generateData, readDrivers } from "../../db/generate.ts";
 import { migrateDatabase } from "../../db/migrate.ts";
@@ -55,6 +56,8 @@ export interface ChaosReport {
   finalLag: number | null;
   maxRssMb: Record<string, number>;
   overMemoryBound: string[];
+  /** Services whose supervisor gave up before the end. */
+  servicesLost: string[];
   timeline: { t: number; acked: number; applied: number; deadLettered: number; backlog: number }[];
   ok: boolean;
 }
@@ -221,7 +224,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const phonesDrained = await until("outboxes drained", () => fleet.drained(), options.patienceMs);
     const lagOf = async () => {
       let total = 0;
-      for (const w of workers) {
+      // A worker whose supervisor gave up is reported below (servicesLost); the lag is the live workers'.
+      for (const w of workers.filter((w) => w.proc.exitCode === null)) {
         const lag = await scrapeSum(w.metricsPort(), "kafka_consumer_lag_messages");
         if (lag === undefined) return null;
         total += lag;
@@ -241,6 +245,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     sampling = false;
     await Promise.all([sampler, dlqCounter]);
 
+    // A supervisor that exited gave up on its service (a crash loop): the fleet lost a bridge or a worker for good.
+    const servicesLost = services().filter((s) => s.proc.exitCode !== null).map((s) => `${s.name} (exit ${s.proc.exitCode})`);
     const accounting = await reconcile(sql, fleet.logs(), await readTopic(dlq));
     const overMemoryBound = Object.entries(maxRss)
       .filter(([name, mb]) => mb > options.maxRssMb[name.startsWith("bridge") ? "bridge" : "positions"])
@@ -248,18 +254,22 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const ok =
       phonesDrained && accounting.lost === 0 && accounting.appliedAndDeadLettered === 0 && accounting.neverSent === 0 &&
       accounting.stateMismatches === 0 && accounting.duplicateTransitions === 0 && finalLag === 0 &&
-      overMemoryBound.length === 0 && faults.every((f) => f.recoveryS !== null);
+      overMemoryBound.length === 0 && servicesLost.length === 0 && faults.every((f) => f.recoveryS !== null);
     const { log: _log, ...recorded } = options;
     return {
       options: recorded, faults, accounting, phonesDrained, drainS, finalLag,
       maxRssMb: Object.fromEntries(Object.entries(maxRss).map(([k, v]) => [k, Math.round(v)])),
-      overMemoryBound, timeline, ok,
+      overMemoryBound, servicesLost, timeline, ok,
     };
   } finally {
     process.off("SIGINT", interrupted);
     process.off("SIGTERM", interrupted);
     await phones?.close().catch(() => {});
     await Promise.all(services().map((s) => s.stop()));
+    // Each service's output (its supervisor's and its children's), for the post-mortem of a failed run.
+    const logDir = new URL("../../.stack/logs/", import.meta.url).pathname;
+    mkdirSync(logDir, { recursive: true });
+    for (const s of services()) writeFileSync(`${logDir}chaos-${run}-${s.name}.log`, s.output());
     await databaseProxy.close();
     await sql.end({ timeout: 5 });
     const drop = postgres(Object.assign(new URL(config().databaseUrl), { pathname: "/postgres" }).toString(), { max: 1, onnotice: () => {} });

@@ -30,5 +30,6 @@ test("a worker SIGKILL and a Mosquitto restart lose no acknowledged position", a
   expect(a.duplicateTransitions).toBe(0);
   expect(report.finalLag).toBe(0);
   expect(report.overMemoryBound).toEqual([]);
+  expect(report.servicesLost).toEqual([]);
   expect(report.ok).toBe(true);
 }, 900_000);
