@@ -2,8 +2,8 @@
  * Starts the Kafka-facing workers as real Node processes, bundled fresh from the TypeScript so a test or benchmark
  * always runs the code in the tree (bin/stack starts them through `bun run workers`, which does the same).
  */
-import type { Subprocess } from "bun";
 import { bundleForNode } from "../lib/node-bundle.ts";
+import { spawnWatched, type WatchedProcess } from "./watched-process.ts";
 
 const WORKERS = { bridge: "../workers/bridge.ts", positions: "../workers/positions.ts" } as const;
 const bundles = new Map<string, Promise<string>>();
@@ -15,12 +15,8 @@ function bundled(entry: string): Promise<string> {
   return path;
 }
 
-export interface WorkerProcess {
-  proc: Subprocess<"ignore", "pipe", "pipe">;
-  output(): string;
-  /** Resolves when a line containing `text` has been printed. */
-  waitFor(text: string, timeoutMs?: number): Promise<void>;
-}
+/** A Node worker process and what it printed (tools/watched-process.ts). */
+export type WorkerProcess = WatchedProcess;
 
 export function startNodeWorker(name: keyof typeof WORKERS, env: Record<string, string>): Promise<WorkerProcess> {
   return startNodeScript(new URL(WORKERS[name], import.meta.url).pathname, env);
@@ -28,33 +24,8 @@ export function startNodeWorker(name: keyof typeof WORKERS, env: Record<string, 
 
 /** Any TypeScript entry point, bundled for Node and run there (the Kafka client's side of a test). */
 export async function startNodeScript(entry: string, env: Record<string, string>): Promise<WorkerProcess> {
-  const name = entry.split("/").at(-1)!;
   const bundle = await bundled(entry);
-  let output = "";
-  const proc = Bun.spawn(["node", bundle], {
-    env: { ...process.env, ...env },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const collect = async (stream: ReadableStream<Uint8Array>) => {
-    const decoder = new TextDecoder();
-    for await (const chunk of stream) output += decoder.decode(chunk);
-  };
-  void collect(proc.stdout);
-  void collect(proc.stderr);
-  return {
-    proc,
-    output: () => output,
-    async waitFor(text, timeoutMs = 30_000) {
-      const deadline = Date.now() + timeoutMs;
-      while (!output.includes(text)) {
-        if (proc.exitCode !== null) throw new Error(`${name} exited (${proc.exitCode}):\n${output}`);
-        if (Date.now() > deadline) throw new Error(`${name}: no "${text}" after ${timeoutMs} ms:\n${output}`);
-        await Bun.sleep(25);
-      }
-    },
-  };
+  return spawnWatched(entry.split("/").at(-1)!, ["node", bundle], { ...process.env, ...env });
 }
 
 /** Polls `probe` until it returns true (a readiness check, not a guess at how long something takes). */

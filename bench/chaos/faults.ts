@@ -47,11 +47,11 @@ async function killChild(services: SupervisedService[], turn: number, ready: str
   const service = services[turn % services.length]!;
   const pid = service.childPid();
   if (pid === undefined) throw new Error(`${service.name} has no child to kill`);
-  const starts = service.output().split("child started").length - 1;
-  const readies = service.output().split(ready).length - 1;
+  const starts = service.count("child started");
+  const readies = service.count(ready);
   process.kill(pid, "SIGKILL");
-  await service.waitFor("child started", starts + 1);
-  await service.waitFor(ready, readies + 1);
+  await service.waitFor("child started", 120_000, starts + 1);
+  await service.waitFor(ready, 120_000, readies + 1);
   return `${service.name} pid ${pid}`;
 }
 

@@ -122,7 +122,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         ...common, ...kafkaIdentity("test-worker", "KAFKA_TEST_WORKER_PASSWORD"), DATABASE_URL: workerDbUrl.toString(),
       }));
     }
-    await Promise.all([...bridges.map((b) => b.waitFor("mqtt connected")), ...workers.map((w) => w.waitFor("partitions assign"))]);
+    await Promise.all([
+      ...bridges.map((b) => b.waitFor("mqtt connected", 120_000)),
+      ...workers.map((w) => w.waitFor("partitions assign", 120_000)),
+    ]);
     // Only now the phones: a bridge's shared subscription must exist first, or the broker acknowledges messages
     // nobody is subscribed to and drops them (in production the bridges' persistent sessions always exist).
     const fleet = startPhoneFleet({

@@ -4,60 +4,35 @@
  * output for its current child (pid, metrics port) and samples every process's memory.
  */
 import { readFileSync } from "node:fs";
-import type { Subprocess } from "bun";
+import { spawnWatched, type WatchedProcess } from "../../tools/watched-process.ts";
 
 const ENTRY = new URL("../../workers/index.ts", import.meta.url).pathname;
 
-export interface SupervisedService {
+export interface SupervisedService extends WatchedProcess {
   name: string;
   kind: "bridge" | "positions";
-  proc: Subprocess<"ignore", "pipe", "pipe">;
-  output(): string;
   /** The current child's pid (the latest `child started`). */
   childPid(): number | undefined;
   /** The current child's metrics port (the latest `"metricsPort":N` it printed). */
   metricsPort(): number | undefined;
-  /** Resolves once `text` has been printed `times` times in all. */
-  waitFor(text: string, times?: number, timeoutMs?: number): Promise<void>;
   stop(): Promise<number>;
 }
 
 export function startSupervised(name: string, kind: "bridge" | "positions", env: Record<string, string>): SupervisedService {
-  let output = "";
-  const proc = Bun.spawn([process.execPath, ENTRY, kind], {
-    env: { ...process.env, ...env },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const collect = async (stream: ReadableStream<Uint8Array>) => {
-    const decoder = new TextDecoder();
-    for await (const chunk of stream) output += decoder.decode(chunk);
-  };
-  void collect(proc.stdout);
-  void collect(proc.stderr);
+  const watched = spawnWatched(name, [process.execPath, ENTRY, kind], { ...process.env, ...env });
   const last = (pattern: RegExp) => {
-    const all = [...output.matchAll(pattern)];
+    const all = [...watched.output().matchAll(pattern)];
     return all.length ? Number(all.at(-1)![1]) : undefined;
   };
   return {
+    ...watched,
     name,
     kind,
-    proc,
-    output: () => output,
     childPid: () => last(/child started \{"child":"[a-z]+","pid":(\d+)\}/g),
     metricsPort: () => last(/"metricsPort":(\d+)/g),
-    async waitFor(text, times = 1, timeoutMs = 120_000) {
-      const deadline = Date.now() + timeoutMs;
-      while (output.split(text).length - 1 < times) {
-        if (proc.exitCode !== null) throw new Error(`${name} exited (${proc.exitCode}):\n${output.slice(-2_000)}`);
-        if (Date.now() > deadline) throw new Error(`${name}: "${text}" x${times} not seen in ${timeoutMs} ms:\n${output.slice(-2_000)}`);
-        await Bun.sleep(50);
-      }
-    },
     async stop() {
-      if (proc.exitCode === null) proc.kill("SIGTERM");
-      return proc.exited;
+      if (watched.proc.exitCode === null) watched.proc.kill("SIGTERM");
+      return watched.proc.exited;
     },
   };
 }

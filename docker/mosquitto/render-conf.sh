@@ -8,6 +8,7 @@ conf=$(sed \
   -e 's:@STACK@/mosquitto/passwd:/mosquitto/auth/passwd:' \
   -e 's:@STACK@/mosquitto/acl:/mosquitto/config/acl:' \
   -e 's:@STACK@/mosquitto/identity-guard\.so:/usr/lib/mosquitto/identity-guard.so:' \
+  -e 's:@STACK@/mosquitto/data/:/mosquitto/data/:' \
   -e 's:^log_dest file .*:log_dest stdout:' \
   "$1")
 if printf '%s\n' "$conf" | grep -v '^#' | grep -q -e '@STACK@' -e '^listener .*127\.0\.0\.1'; then

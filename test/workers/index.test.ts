@@ -1,6 +1,7 @@
 // `bun run workers`: the real bridge and position worker, on Node, under the Bun supervisor (workers/index.ts).
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { isolatedPipeline, type IsolatedPipeline } from "../../tools/pipeline.ts";
+import { spawnWatched } from "../../tools/watched-process.ts";
 import { freshDatabase, type TestDatabase } from "../support/db.ts";
 import { waitFor } from "../api/support/wait.ts";
 
@@ -17,20 +18,10 @@ afterAll(async () => {
 });
 
 function startWorkers(args: string[], env: Record<string, string>) {
-  let output = "";
-  const proc = Bun.spawn([process.execPath, ENTRY, ...args], {
-    env: { ...process.env, ...env },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const collect = async (stream: ReadableStream<Uint8Array>) => {
-    for await (const chunk of stream) output += new TextDecoder().decode(chunk);
-  };
-  void collect(proc.stdout);
-  void collect(proc.stderr);
-  const count = (text: string) => output.split(text).length - 1;
-  const childPids = () => [...output.matchAll(/child started \{"child":"[a-z]+","pid":(\d+)\}/g)].map((m) => Number(m[1]));
-  return { proc, output: () => output, count, childPids };
+  const workers = spawnWatched("workers", [process.execPath, ENTRY, ...args], { ...process.env, ...env });
+  const childPids = () =>
+    [...workers.output().matchAll(/child started \{"child":"[a-z]+","pid":(\d+)\}/g)].map((m) => Number(m[1]));
+  return { ...workers, childPids };
 }
 
 const alive = (pid: number) => {
