@@ -117,10 +117,13 @@ describe("operations page", () => {
       }
       return rows;
     };
-    // The panel refreshes every second: wait for the refresh after the pipeline went quiet.
+    // The panel refreshes every second, and the worker's lag gauge every two: wait for a refresh after the pipeline
+    // went quiet (the lag the panel shows is the gauge's, which /metrics showed at 0 above).
     await waitFor(
       "the panel to show the quiet pipeline's totals",
-      async () => Number(await shown("positions_applied_total")) === applied && Bun.deepEquals(await dlqRows(), reasons),
+      async () =>
+        Number(await shown("positions_applied_total")) === applied && Bun.deepEquals(await dlqRows(), reasons) &&
+        Number(await shown("consumer_lag_messages")) === 0,
     );
     expect(Number(await shown("consumer_lag_messages"))).toBe(0);
     expect(Number(await shown("freshness_p99_seconds"))).toBeCloseTo(p99!, 9);
