@@ -11,13 +11,11 @@
  * Prints a table and writes JSON under bench/results/. Not a test: nothing here asserts a speed.
  */
 import { parseArgs } from "node:util";
-import postgres from "postgres";
-import { migrateDatabase } from "../db/migrate.ts";
-import { config } from "../lib/config.ts";
 import { connectDatabase, type Sql } from "../lib/db.ts";
 import { cellOf } from "../lib/h3.ts";
 import { applyPositionBatch } from "../workers/apply-batch.ts";
 import type { StagedPosition } from "../workers/decode-batch.ts";
+import { createScratchDatabase } from "../tools/scratch-database.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -33,15 +31,9 @@ const NAIVE_N = Number(args.naive);
 const BATCH_TOTAL = Number(args.positions);
 const IMPLAUSIBLE = Number(args.implausible);
 
-const dbName = `bench_db_${Date.now()}`;
-const adminUrl = new URL(config().databaseUrl);
-adminUrl.pathname = "/postgres";
-const admin = postgres(adminUrl.toString(), { max: 1, onnotice: () => {} });
-await admin.unsafe(`create database ${dbName}`);
-const url = new URL(config().databaseUrl);
-url.pathname = `/${dbName}`;
-await migrateDatabase(url.toString());
-const sql = connectDatabase(url.toString(), { max: 4 });
+const scratch = await createScratchDatabase(`bench_db_${Date.now()}`);
+const url = scratch.url;
+const sql = connectDatabase(url, { max: 4 });
 
 console.error(`seeding ${DRIVERS} drivers…`);
 await sql`insert into drivers (name) select 'bench ' || g from generate_series(1, ${DRIVERS}) g`;
@@ -119,7 +111,7 @@ await sql`vacuum analyze`;
 const naiveRows = positions(NAIVE_N);
 await measure("a naive (awaited UPDATE+INSERT)", 1, NAIVE_N, () => naive(sql, naiveRows, false));
 const pipelinedRows = positions(NAIVE_N);
-const pipelinedSql = connectDatabase(url.toString(), { max: 4 });
+const pipelinedSql = connectDatabase(url, { max: 4 });
 await measure("b naive pipelined (4 connections)", 1, NAIVE_N, () => naive(pipelinedSql, pipelinedRows, true));
 await pipelinedSql.end();
 for (const perDriver of [1, 4]) {
@@ -135,7 +127,7 @@ for (const perDriver of [1, 4]) {
 
 // The same, two workers' worth: each batch split by driver (as Kafka partitions split drivers between workers) and
 // the halves applied concurrently on two connections, so both cores run the procedure.
-const parallelSql = connectDatabase(url.toString(), { max: 2 });
+const parallelSql = connectDatabase(url, { max: 2 });
 for (const [perDriver, size] of [[1, 10_000], [1, 50_000], [4, 50_000]] as const) {
   const all = positions(BATCH_TOTAL, perDriver);
   const half = (rows: StagedPosition[], h: number) =>
@@ -164,5 +156,4 @@ console.log(`\nwritten ${file}`);
 await sql.end();
 // FORCE needs the right to end other sessions (an autovacuum worker may be in there), which the tools' identity may
 // lack since the service roles (0009): then a plain DROP, once this run's own connections are gone.
-await admin.unsafe(`drop database ${dbName} with (force)`).catch(() => admin.unsafe(`drop database ${dbName}`));
-await admin.end();
+await scratch.drop();

@@ -15,7 +15,6 @@
  * Prints a table, writes JSON and an SVG plot under bench/results/. Not a test: nothing here asserts a speed.
  */
 import { parseArgs } from "node:util";
-import postgres from "postgres";
 import {
   areaArguments,
   assignInWideningAreas,
@@ -26,13 +25,13 @@ import {
   searchAreas,
 } from "../api/modules/orders/assignment.ts";
 import { generateData } from "../db/generate.ts";
-import { migrateDatabase } from "../db/migrate.ts";
 import { cityByName, type LatLon, randomPoint } from "../lib/cities.ts";
 import { config } from "../lib/config.ts";
 import { connectDatabase, type Sql } from "../lib/db.ts";
 import { cellOf, cellsAround } from "../lib/h3.ts";
 import { createRng } from "../lib/random.ts";
 import { type PlotSpec, resultStem, writePlot } from "./support/plot.ts";
+import { createScratchDatabase } from "../tools/scratch-database.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -63,15 +62,9 @@ const RESOLUTION = config().h3Resolution;
 const city = cityByName("nyc");
 
 // A scratch database, as bench/db.ts: the demo data is never touched.
-const dbName = `bench_dispatch_${Date.now()}`;
-const adminUrl = new URL(config().databaseUrl);
-adminUrl.pathname = "/postgres";
-const admin = postgres(adminUrl.toString(), { max: 1, onnotice: () => {} });
-await admin.unsafe(`create database ${dbName}`);
-const url = new URL(config().databaseUrl);
-url.pathname = `/${dbName}`;
-await migrateDatabase(url.toString());
-const sql = connectDatabase(url.toString(), { max: CONCURRENCY, application: "bench-dispatch" });
+const scratch = await createScratchDatabase(`bench_dispatch_${Date.now()}`);
+const dbName = scratch.name;
+const sql = connectDatabase(scratch.url, { max: CONCURRENCY, application: "bench-dispatch" });
 
 interface Point extends LatLon {
   oldCells: bigint[];
@@ -397,6 +390,5 @@ try {
   await main();
 } finally {
   await sql.end({ timeout: 5 });
-  await admin.unsafe(`drop database ${dbName} with (force)`).catch(() => admin.unsafe(`drop database ${dbName}`));
-  await admin.end();
+  await scratch.drop();
 }

@@ -10,8 +10,6 @@
  */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import postgres from "postgres";
-import { migrateDatabase } from "../db/migrate.ts";
 import { generateData, readDrivers } from "../db/generate.ts";
 import { config } from "../lib/config.ts";
 import { connectDatabase } from "../lib/db.ts";
@@ -20,6 +18,7 @@ import { createTopic } from "../tools/kafka-cli.ts";
 import { startNodeWorker, type WorkerProcess } from "../tools/node-workers.ts";
 import { kafkaIdentity } from "../tools/pipeline.ts";
 import { serviceUrl } from "../tools/service-url.ts";
+import { createScratchDatabase } from "../tools/scratch-database.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -93,15 +92,9 @@ function quantile(before: Map<string, number>, after: Map<string, number>, metri
   return NaN;
 }
 
-const admin = postgres(Object.assign(new URL(config().databaseUrl), { pathname: "/postgres" }).toString(), {
-  max: 1,
-  onnotice: () => {},
-});
-const dbName = args["db-name"] ?? `bench_e2e_${run}`;
-if (!/^[a-z_][a-z0-9_]{0,62}$/.test(dbName)) throw new Error(`--db-name ${dbName}: lower-case letters, digits and _`);
-await admin.unsafe(`create database ${dbName}`);
-const dbUrl = Object.assign(new URL(config().databaseUrl), { pathname: `/${dbName}` }).toString();
-await migrateDatabase(dbUrl);
+const scratch = await createScratchDatabase(args["db-name"] ?? `bench_e2e_${run}`);
+const dbName = scratch.name;
+const dbUrl = scratch.url;
 const sql = connectDatabase(dbUrl, { max: 2 });
 console.error(`generating ${DRIVERS} drivers…`);
 await generateData(sql, {
@@ -273,6 +266,5 @@ console.log(`\nwritten ${file}`);
 for (const p of processes) p.worker.proc.kill("SIGTERM");
 await Promise.all(processes.map((p) => p.worker.proc.exited));
 await sql.end();
-await admin.unsafe(`drop database ${dbName} with (force)`);
-await admin.end();
+await scratch.drop();
 process.exit(0);

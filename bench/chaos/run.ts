@@ -5,9 +5,7 @@
  * the phones' logs are reconciled with the trail and the dead-letter topic (accounting.ts).
  */
 import { mkdirSync, writeFileSync } from "node:fs";
-import postgres from "postgres";
 import { generateData, readDrivers } from "../../db/generate.ts";
-import { migrateDatabase } from "../../db/migrate.ts";
 import { cityByName } from "../../lib/cities.ts";
 import { config } from "../../lib/config.ts";
 import { connectDatabase } from "../../lib/db.ts";
@@ -19,6 +17,7 @@ import { reconcile, type Accounting } from "./accounting.ts";
 import { type FaultName, injectFault } from "./faults.ts";
 import { type PhoneFleet, startPhoneFleet } from "./phones.ts";
 import { rssMb, scrapeSum, startSupervised, type SupervisedService } from "./services.ts";
+import { createScratchDatabase } from "../../tools/scratch-database.ts";
 
 export interface ChaosOptions {
   run: string;
@@ -74,15 +73,8 @@ async function until(what: string, check: () => Promise<boolean> | boolean, time
 export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const { run, log } = options;
   // ---- its own database, topics and services
-  const admin = postgres(Object.assign(new URL(config().databaseUrl), { pathname: "/postgres" }).toString(), {
-    max: 1,
-    onnotice: () => {},
-  });
-  const dbName = `chaos_${run}`;
-  await admin.unsafe(`create database ${dbName}`);
-  await admin.end();
-  const dbUrl = Object.assign(new URL(config().databaseUrl), { pathname: `/${dbName}` }).toString();
-  await migrateDatabase(dbUrl);
+  const scratch = await createScratchDatabase(`chaos_${run}`);
+  const dbUrl = scratch.url;
   const sql = connectDatabase(dbUrl, { max: 2 });
   await generateData(sql, {
     drivers: options.phones, restaurants: 10, customers: 10, orders: 0, mode: "truncate", seed: 11, city: "nyc",
@@ -275,8 +267,6 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     for (const s of services()) writeFileSync(`${logDir}chaos-${run}-${s.name}.log`, s.output());
     await databaseProxy.close();
     await sql.end({ timeout: 5 });
-    const drop = postgres(Object.assign(new URL(config().databaseUrl), { pathname: "/postgres" }).toString(), { max: 1, onnotice: () => {} });
-    await drop.unsafe(`drop database if exists ${dbName} with (force)`).catch(() => {});
-    await drop.end();
+    await scratch.drop().catch(() => {});
   }
 }
