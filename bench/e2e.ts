@@ -8,7 +8,6 @@
  * over time, and CPU and RSS per process. Needs `bin/stack up`; uses its own database, topics and MQTT topic root,
  * so a running demo is not disturbed. Prints a table and writes JSON under bench/results/. Not a test.
  */
-import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { generateData, readDrivers } from "../db/generate.ts";
 import { config } from "../lib/config.ts";
@@ -19,6 +18,8 @@ import { startNodeWorker, type WorkerProcess } from "../tools/node-workers.ts";
 import { kafkaIdentity } from "../tools/pipeline.ts";
 import { serviceUrl } from "../tools/service-url.ts";
 import { createScratchDatabase } from "../tools/scratch-database.ts";
+import { CLK_TCK, pidsOf, procSample } from "./support/process-stats.ts";
+import { quantile, scrape } from "./support/prometheus.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -41,56 +42,6 @@ const SECONDS = Number(args.seconds);
 const DRIVERS = Number(args.drivers);
 const run = `${Date.now() % 1e8}`;
 const PREFIX = `bench/${run}/`;
-
-const CLK_TCK = 100;
-const PAGE = 4096;
-function procSample(pid: number): { cpuTicks: number; rssBytes: number } | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return { cpuTicks: Number(fields[11]) + Number(fields[12]), rssBytes: Number(fields[21]) * PAGE };
-  } catch {
-    return undefined;
-  }
-}
-function pidsOf(pattern: string): number[] {
-  const out = Bun.spawnSync(["pgrep", "-f", pattern]).stdout.toString().trim();
-  return out ? out.split("\n").map(Number) : [];
-}
-
-async function scrape(port: number): Promise<Map<string, number>> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  const values = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    if (line.startsWith("#") || !line) continue;
-    const space = line.lastIndexOf(" ");
-    const name = line.slice(0, space).replace(/,?process="[^"]*"/, "").replace("{}", "");
-    values.set(name, (values.get(name) ?? 0) + Number(line.slice(space + 1)));
-  }
-  return values;
-}
-
-/** A quantile from Prometheus histogram buckets (linear inside the bucket), over the delta of two scrapes. */
-function quantile(before: Map<string, number>, after: Map<string, number>, metric: string, q: number): number {
-  const buckets: { le: number; count: number }[] = [];
-  for (const [key, value] of after) {
-    const m = new RegExp(`^${metric}_bucket\\{le="([^"]+)"\\}$`).exec(key);
-    if (m) buckets.push({ le: m[1] === "+Inf" ? Infinity : Number(m[1]), count: value - (before.get(key) ?? 0) });
-  }
-  buckets.sort((a, b) => a.le - b.le);
-  const total = buckets.at(-1)?.count ?? 0;
-  if (total === 0) return NaN;
-  let previous = { le: 0, count: 0 };
-  for (const b of buckets) {
-    if (b.count >= q * total) {
-      if (b.le === Infinity) return previous.le;
-      const inside = b.count - previous.count;
-      return previous.le + (b.le - previous.le) * (inside === 0 ? 0 : (q * total - previous.count) / inside);
-    }
-    previous = b;
-  }
-  return NaN;
-}
 
 const scratch = await createScratchDatabase(args["db-name"] ?? `bench_e2e_${run}`);
 const dbName = scratch.name;
