@@ -247,6 +247,8 @@ export function parseConfig(env: Env = process.env) {
     /** Base-map tiles ({z}/{x}/{y} template); "" draws the city outline on a plain background (no internet). */
     mapTileUrl: tileTemplate(env, "MAP_TILE_URL"),
     /** The city the pages' maps open on and outline (lib/cities.ts). */
+    /** The bridge answers 503 on /ready once messages have waited this long with none forwarded (Kafka not taking them). */
+    bridgeStalledAfterMs: integer(env, "BRIDGE_STALLED_AFTER_MS", 30_000, 100, 3_600_000),
     mapCity: choice(env, "MAP_CITY", "nyc", ["nyc", "sf"]),
   });
 }

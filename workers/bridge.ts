@@ -12,6 +12,7 @@ import { decodeMqttMessage, type PositionRecord } from "../lib/position.ts";
 import { logger } from "./log.ts";
 import { BROKER_STATS_TOPICS, brokerStatsHandler, createMetrics, serveMetrics, type Metrics } from "./metrics.ts";
 import { startSubscriber } from "./mqtt-subscriber.ts";
+import { createProgressWatch } from "./progress-watch.ts";
 
 const log = logger("bridge");
 
@@ -23,7 +24,7 @@ const redactedUrl = (raw: string) => {
 };
 
 export const bridgeTopics = (group: string, prefix: string) =>
-  ["drivers/+/location", "drivers/+/l", "sensor/data"].map((t) => `$share/${group}/${prefix}${t}`);
+  ["drivers/+/location", "drivers/+/l", "drivers/+/b", "sensor/data"].map((t) => `$share/${group}/${prefix}${t}`);
 
 /** Turns one MQTT message into Kafka records; resolves once Kafka has all of them. */
 export function createForwarder(producer: RecordProducer, metrics: Metrics, topics = { main: config().kafkaTopic, dlq: config().kafkaDlqTopic }) {
@@ -79,7 +80,15 @@ async function main() {
   const metrics = createMetrics("bridge");
   const producer = createRecordProducer(cfg.kafkaBootstrapServers, "bridge");
   await producer.connect();
-  const forward = createForwarder(producer, metrics);
+  const forwardToKafka = createForwarder(producer, metrics);
+  // Ready only while messages move: a message that arrived and none forwarded since, for BRIDGE_STALLED_AFTER_MS (Kafka
+  // refusing or unreachable), makes /ready answer 503, as a missing subscription does.
+  const progress = createProgressWatch(cfg.bridgeStalledAfterMs);
+  const forward = async (topic: string, payload: Buffer) => {
+    progress.arrived();
+    await forwardToKafka(topic, payload);
+    progress.progressed();
+  };
   const clientId = cfg.bridgeClientId;
   const subscriber = startSubscriber({
     url: cfg.mqttUrl,
@@ -107,11 +116,22 @@ async function main() {
       log.error(`mqtt ${kind}`, { clientId, detail });
     },
   });
+  let stalledLogged = false;
+  const ready = () => {
+    const stalled = progress.stalled();
+    if (stalled !== stalledLogged) {
+      stalledLogged = stalled;
+      if (stalled) log.error("not ready: messages are waiting and none was forwarded", { inFlight: subscriber.inFlight(), stalledAfterMs: cfg.bridgeStalledAfterMs });
+      else log.info("forwarding again");
+    }
+    return subscriber.subscribed() && !stalled;
+  };
   setInterval(() => {
     metrics.mqttInFlight.set(subscriber.inFlight());
     metrics.mqttSubscribed.set(subscriber.subscribed() ? 1 : 0);
+    ready(); // logs a stall as it starts and ends, probed or not
   }, 500).unref();
-  const server = await serveMetrics(metrics.registry, cfg.metricsPort, () => subscriber.subscribed());
+  const server = await serveMetrics(metrics.registry, cfg.metricsPort, ready);
   log.info("started", { mqtt: redactedUrl(cfg.mqttUrl), kafka: cfg.kafkaBootstrapServers, metricsPort: server.port, clientId });
 
   let stopping = false;
