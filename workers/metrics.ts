@@ -10,7 +10,8 @@ export function createMetrics(process: string) {
   const registry = new Registry();
   registry.setDefaultLabels({ process });
   collectDefaultMetrics({ register: registry });
-  const freshnessBuckets = [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 12.5, 15, 20, 30];
+  // Up to 300 s, so an overloaded run reports how late it really is rather than the last bucket for every percentile.
+  const freshnessBuckets = [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 12.5, 15, 20, 30, 45, 60, 90, 120, 180, 240, 300];
   return {
     registry,
     positionsIn: new Counter({ name: "positions_in_total", help: "Positions received", registers: [registry] }),
@@ -40,7 +41,7 @@ export function createMetrics(process: string) {
     applySeconds: new Histogram({
       name: "batch_apply_seconds",
       help: "COPY + apply procedure + commit, per batch",
-      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6],
       registers: [registry],
     }),
     transitions: new Counter({
