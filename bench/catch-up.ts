@@ -9,7 +9,7 @@
  * disk. Prints a table, writes JSON and an SVG plot (lag and applied rate over time) under bench/results/.
  * Needs `bin/stack up`; uses its own database, topics and MQTT topic root. Not a test.
  */
-import { readdirSync } from "node:fs";
+import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { generateData, readDrivers } from "../db/generate.ts";
 import { config } from "../lib/config.ts";
@@ -20,7 +20,7 @@ import { startNodeWorker, type WorkerProcess } from "../tools/node-workers.ts";
 import { kafkaIdentity } from "../tools/pipeline.ts";
 import { serviceUrl } from "../tools/service-url.ts";
 import { createScratchDatabase } from "../tools/scratch-database.ts";
-import { startTcpProxy } from "../tools/tcp-proxy.ts";
+import { spawnTcpProxy } from "../tools/tcp-proxy.ts";
 import { type PlotSpec, resultStem, writePlot } from "./support/plot.ts";
 import { pidsOf, procSample } from "./support/process-stats.ts";
 import { scrape } from "./support/prometheus.ts";
@@ -67,7 +67,8 @@ const env = {
 };
 // The workers reach PostgreSQL only through the proxy, which the outage cuts.
 const databaseHost = new URL(scratch.url);
-const proxy = await startTcpProxy(databaseHost.hostname, Number(databaseHost.port || 5432));
+// In a process of its own: on the fleet's busy event loop it delayed the workers' commits by seconds (measured).
+const proxy = await spawnTcpProxy(databaseHost.hostname, Number(databaseHost.port || 5432));
 const workerUrl = new URL(serviceUrl(scratch.url, "tracking_worker"));
 workerUrl.hostname = "127.0.0.1";
 workerUrl.port = String(proxy.port);
@@ -86,10 +87,22 @@ for (let i = 0; i < Number(args.workers); i++) {
   workers.push(w);
 }
 const workerPorts = workers.map(metricsPort);
+// Every service's output is kept in .stack/logs/catch-up-<run>-<name>.log, however the run ends.
+process.on("exit", () => {
+  mkdirSync(".stack/logs", { recursive: true });
+  [bridge, ...workers].forEach((w, i) =>
+    writeFileSync(`.stack/logs/catch-up-${run}-${i === 0 ? "bridge" : `positions-${i - 1}`}.log`, w.output()),
+  );
+});
 async function workerTotals(): Promise<{ lag: number; applied: number }> {
   let lag = 0;
   let applied = 0;
-  for (const port of workerPorts) {
+  for (const [i, port] of workerPorts.entries()) {
+    const w = workers[i]!;
+    if (w.proc.exitCode !== null || w.proc.signalCode) {
+      console.error(`position worker ${i} exited (${w.proc.exitCode ?? w.proc.signalCode}):\n${w.output().slice(-3_000)}`);
+      process.exit(1);
+    }
     const m = await scrape(port);
     lag += m.get("kafka_consumer_lag_messages") ?? 0;
     applied += m.get("positions_applied_total") ?? 0;

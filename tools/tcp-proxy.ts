@@ -49,3 +49,49 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
       }),
   };
 }
+
+/**
+ * The same proxy in a process of its own, so a busy benchmark process (a simulated fleet on its event loop) does not
+ * delay the traffic it carries. The child prints its port; `cut()` and `restore()` are signals to it (SIGUSR1,
+ * SIGUSR2), taking effect as soon as it handles them.
+ */
+export async function spawnTcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy & { pid: number }> {
+  const proc = Bun.spawn(["bun", import.meta.path, targetHost, String(targetPort)], { stdout: "pipe", stderr: "inherit" });
+  const reader = proc.stdout.getReader();
+  const decoder = new TextDecoder();
+  let buffered = "";
+  const nextLine = async (): Promise<string> => {
+    for (;;) {
+      const newline = buffered.indexOf("\n");
+      if (newline >= 0) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        return line;
+      }
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`the proxy process exited (${await proc.exited})`);
+      buffered += decoder.decode(value);
+    }
+  };
+  const port = Number(/^port (\d+)$/.exec(await nextLine())?.[1]);
+  if (!port) throw new Error("the proxy process did not say its port");
+  return {
+    port,
+    pid: proc.pid,
+    cut: () => proc.kill("SIGUSR1"),
+    restore: () => proc.kill("SIGUSR2"),
+    close: async () => {
+      proc.kill("SIGTERM");
+      await proc.exited;
+    },
+  };
+}
+
+if (import.meta.main) {
+  const [host, port] = process.argv.slice(2);
+  const proxy = await startTcpProxy(host!, Number(port));
+  process.on("SIGUSR1", () => proxy.cut());
+  process.on("SIGUSR2", () => proxy.restore());
+  process.on("SIGTERM", () => void proxy.close().then(() => process.exit(0)));
+  console.log(`port ${proxy.port}`);
+}

@@ -11,6 +11,7 @@ test.each([
   ["value out of range", withCode("22003"), "content"],
   ["unique violation", withCode("23505"), "content"],
   ["no SQLSTATE at all", new Error("boom"), "unknown"],
+  ["in failed transaction (the earlier error not said)", withCode("25P02"), "unknown"],
   ["missing function", withCode("42883"), "deployment"],
   ["statement timeout of the worker's role", withCode("57014"), "transient"],
   ["missing privilege (a grant the deployment lacks)", withCode("42501"), "deployment"],
