@@ -62,9 +62,10 @@ const app = createApp({
   // SO_REUSEPORT (also Elysia's default, said here because it is relied on): several API processes on one host share
   // API_PORT and the kernel spreads new connections over them, each with its own live-stream ceiling.
   reusePort: true,
+  ...(cfg.apiTls ? { tls: { cert: Bun.file(cfg.apiTls.certFile), key: Bun.file(cfg.apiTls.keyFile) } } : {}),
 });
 console.log(
-  `[api] listening on http://${app.server?.hostname}:${app.server?.port} (production mode; at most ` +
+  `[api] listening on ${cfg.apiTls ? "https" : "http"}://${app.server?.hostname}:${app.server?.port} (production mode; at most ` +
     `${liveStreamsMax} live streams, open-file limit ${fileLimit ?? "unknown"})`,
 );
 

@@ -2,6 +2,7 @@
  * The environment, parsed once into a typed, frozen object. A bad value stops the process at start-up with the
  * variable's name and what is wrong with it, instead of failing later somewhere deep in a driver.
  */
+import { accessSync, constants } from "node:fs";
 import { AppError } from "./errors.ts";
 
 type Env = Record<string, string | undefined>;
@@ -113,6 +114,23 @@ function hostname(env: Env, name: string, fallback: string): string {
   return value;
 }
 
+/** HTTPS for the API: both files or neither (plain HTTP); each must be a readable file. */
+function apiTls(env: Env): Readonly<{ certFile: string; keyFile: string }> | null {
+  const certFile = env.API_TLS_CERT_FILE?.trim() ?? "";
+  const keyFile = env.API_TLS_KEY_FILE?.trim() ?? "";
+  if (!certFile && !keyFile) return null;
+  if (!certFile) fail("API_TLS_CERT_FILE", "must be set when API_TLS_KEY_FILE is (both or neither)");
+  if (!keyFile) fail("API_TLS_KEY_FILE", "must be set when API_TLS_CERT_FILE is (both or neither)");
+  for (const [name, file] of [["API_TLS_CERT_FILE", certFile], ["API_TLS_KEY_FILE", keyFile]] as const) {
+    try {
+      accessSync(file, constants.R_OK);
+    } catch {
+      fail(name, `cannot read "${file}"`);
+    }
+  }
+  return Object.freeze({ certFile, keyFile });
+}
+
 function secret(env: Env, name: string, required: boolean): string | undefined {
   const value = env[name]?.trim();
   if (!value) {
@@ -219,6 +237,8 @@ export function parseConfig(env: Env = process.env) {
     apiPort: integer(env, "API_PORT", 8000, 0, 65535),
     /** The API listens on loopback unless told otherwise (a proxy or 0.0.0.0 is a decision, not a default). */
     apiHost: hostname(env, "API_HOST", "127.0.0.1"),
+    /** HTTPS (API_TLS_CERT_FILE + API_TLS_KEY_FILE, PEM); null = plain HTTP. */
+    apiTls: apiTls(env),
     driverApiUrl: url(env, "DRIVER_API_URL", "http://127.0.0.1:8000", ["http:", "https:"]),
     h3Resolution: integer(env, "H3_RESOLUTION", 9, 0, 15),
     offlineAfterSeconds: integer(env, "OFFLINE_AFTER", 60, 1, 86_400),
@@ -227,9 +247,18 @@ export function parseConfig(env: Env = process.env) {
     batchMaxWaitMs: integer(env, "BATCH_MAX_WAIT_MS", 100, 1, 60_000),
     /** The position worker answers 503 on /ready once a batch has kept failing this long (it cannot make progress). */
     workerStalledAfterMs: integer(env, "WORKER_STALLED_AFTER_MS", 30_000, 100, 3_600_000),
+    /** The bridge answers 503 on /ready once messages have waited this long with none forwarded (Kafka not taking them). */
+    bridgeStalledAfterMs: integer(env, "BRIDGE_STALLED_AFTER_MS", 30_000, 100, 3_600_000),
     // Each batch split by driver over this many connections, applied in parallel transactions: one per core here.
     applyConnections: integer(env, "APPLY_CONNECTIONS", 2, 1, 16),
     metricsPort: integer(env, "METRICS_PORT", 0, 0, 65535),
+    /** The mode publisher's MQTT client id; it is also its broker user (identity-guard reserves it to that user). */
+    modesClientId: identifier(env, "MODES_CLIENT_ID", "modes"),
+    /** The mode publisher's reconciliation: drivers read per page, and the most mode messages it sends per second. */
+    modesReconcilePageSize: integer(env, "MODES_RECONCILE_PAGE_SIZE", 500, 1, 100_000),
+    modesReconcilePerSecond: integer(env, "MODES_RECONCILE_PER_SECOND", 2_000, 1, 1_000_000),
+    /** How often the mode publisher reads the database's count of skipped mode notices (it reconciles if it grew). */
+    modesCheckEveryMs: integer(env, "MODES_CHECK_EVERY_MS", 5_000, 50, 600_000),
     /** Longest GET /track serves a cached answer without a notice from the database; 0 reads it every time. */
     trackCacheTtlMs: integer(env, "TRACK_CACHE_TTL_MS", 1_000, 0, 60_000),
     trackCacheMaxEntries: integer(env, "TRACK_CACHE_MAX_ENTRIES", 100_000, 1, 10_000_000),
@@ -247,8 +276,6 @@ export function parseConfig(env: Env = process.env) {
     /** Base-map tiles ({z}/{x}/{y} template); "" draws the city outline on a plain background (no internet). */
     mapTileUrl: tileTemplate(env, "MAP_TILE_URL"),
     /** The city the pages' maps open on and outline (lib/cities.ts). */
-    /** The bridge answers 503 on /ready once messages have waited this long with none forwarded (Kafka not taking them). */
-    bridgeStalledAfterMs: integer(env, "BRIDGE_STALLED_AFTER_MS", 30_000, 100, 3_600_000),
     mapCity: choice(env, "MAP_CITY", "nyc", ["nyc", "sf"]),
   });
 }

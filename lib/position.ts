@@ -4,6 +4,7 @@
  * need a clock or the driver's previous position.
  */
 import type { RejectReason } from "./errors.ts";
+import { decodeBinaryPositions } from "./position-binary.ts";
 
 /** One position as a phone reports it (OwnTracks-like): degrees, epoch seconds, metres, km/h, degrees, percent. */
 export interface DevicePosition {
@@ -34,10 +35,15 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export const isUuid = (value: unknown): value is string => typeof value === "string" && UUID.test(value);
 
-/** MQTT topics: `drivers/{id}/location` (JSON v1), `drivers/{id}/l` (compact text), `sensor/data` (legacy). */
+/**
+ * MQTT topics: `drivers/{id}/location` (JSON v1), `drivers/{id}/l` (compact text), `drivers/{id}/b` (binary,
+ * lib/position-binary.ts), `sensor/data` (legacy).
+ */
 export function driverIdFromTopic(topic: string): string | undefined {
   const parts = topic.split("/");
-  if (parts.length === 3 && parts[0] === "drivers" && (parts[2] === "location" || parts[2] === "l")) return parts[1];
+  if (parts.length === 3 && parts[0] === "drivers" && (parts[2] === "location" || parts[2] === "l" || parts[2] === "b")) {
+    return parts[1];
+  }
   return undefined;
 }
 
@@ -115,6 +121,13 @@ export function parseCompact(text: string): unknown[] {
 
 /** Decodes one MQTT message of any accepted form. Never throws. */
 export function decodeMqttMessage(topic: string, payload: Uint8Array): Decoded {
+  if (topic.endsWith("/b")) {
+    const driverId = driverIdFromTopic(topic);
+    if (driverId === undefined) return { ok: false, reason: "invalid_shape", detail: `unexpected topic ${topic}` };
+    const binary = decodeBinaryPositions(payload, MAX_POSITIONS_PER_MESSAGE);
+    if (!binary.ok) return { ok: false, reason: "invalid_shape", detail: binary.detail };
+    return decodePositionList(driverId, binary.fixes);
+  }
   const text = new TextDecoder().decode(payload);
   const topicDriver = driverIdFromTopic(topic);
   if (topicDriver !== undefined && topic.endsWith("/l")) {

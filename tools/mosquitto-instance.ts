@@ -13,6 +13,8 @@ const STACK = `${ROOT}.stack`;
 
 export interface MosquittoInstanceOptions {
   port: number;
+  /** The TLS listener's port (the config's `listener 8883`); without it the instance has no TLS listener. */
+  tlsPort?: number;
   /** Holds the rendered config, the persistence file and the log; removed by remove(). */
   dir: string;
   /** Replaces (or adds) `key value` lines of the rendered config. */
@@ -48,7 +50,15 @@ export function renderConfig(options: MosquittoInstanceOptions): string {
   const lines = source
     .replaceAll("@STACK@", STACK)
     .split("\n")
-    .map((line) => (/^listener 1883 /.test(line) ? `listener ${options.port} 127.0.0.1` : line));
+    .map((line) => (/^listener 1883 /.test(line) ? `listener ${options.port} 127.0.0.1` : line))
+    .map((line) => (/^listener 8883 /.test(line) && options.tlsPort ? `listener ${options.tlsPort} 127.0.0.1` : line));
+  // No TLS port: drop the TLS listener and its certificate lines (they follow it), so it never takes the stack's 8883.
+  const tls = lines.findIndex((line) => /^listener 8883 /.test(line));
+  if (tls >= 0) {
+    let end = tls + 1;
+    while (/^(cafile|certfile|keyfile) /.test(lines[end] ?? "")) end++;
+    lines.splice(tls, end - tls);
+  }
   for (const [key, value] of Object.entries(settings)) {
     const at = lines.findIndex((line) => line.startsWith(`${key} `));
     if (at >= 0) lines[at] = `${key} ${value}`;

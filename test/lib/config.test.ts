@@ -39,6 +39,15 @@ test("API_HOST: loopback unless configured", () => {
   expect(() => parseConfig({ API_HOST: "a host" })).toThrow(/API_HOST/);
 });
 
+test("API_TLS_CERT_FILE/API_TLS_KEY_FILE: both or neither, each readable", () => {
+  const file = new URL("../../package.json", import.meta.url).pathname;
+  expect(parseConfig({}).apiTls).toBeNull();
+  expect(parseConfig({ API_TLS_CERT_FILE: file, API_TLS_KEY_FILE: file }).apiTls).toEqual({ certFile: file, keyFile: file });
+  expect(() => parseConfig({ API_TLS_CERT_FILE: file })).toThrow(/API_TLS_KEY_FILE: must be set/);
+  expect(() => parseConfig({ API_TLS_KEY_FILE: file })).toThrow(/API_TLS_CERT_FILE: must be set/);
+  expect(() => parseConfig({ API_TLS_CERT_FILE: file, API_TLS_KEY_FILE: "/nonexistent/key.pem" })).toThrow(/API_TLS_KEY_FILE: cannot read/);
+});
+
 const SECRET = "a".repeat(48);
 test("auth: the secret comes from the environment only, with defaults for issuer, audience and link lifetime", () => {
   expect(parseAuthConfig({ AUTH_TOKEN_SECRET: SECRET })).toEqual({

@@ -12,6 +12,8 @@ const FORBIDDEN: Record<string, string[]> = {
   api: ["sim", "bench", "test", "tools"],
   workers: ["sim", "bench", "test", "tools"],
   lib: ["sim", "bench", "test", "tools", "api", "workers"],
+  // The phone's client could run in an app: nothing of the servers, the simulator or the dev tools.
+  phone: ["sim", "bench", "test", "tools", "api", "workers"],
   db: ["sim", "bench", "test", "tools", "api", "workers"],
   sim: ["bench", "test", "tools"],
   tools: ["bench", "test", "sim"],
@@ -34,6 +36,7 @@ describe("layering", () => {
     ["bench/e2e.ts", ["../test/support/db.ts", "../tools/pipeline.ts"], ["test/support/db.ts"]],
     ["workers/positions.ts", ["../tools/node-workers.ts", "elysia"], ["tools/node-workers.ts"]],
     ["lib/config.ts", ["../api/app.ts"], ["api/app.ts"]],
+    ["phone/client.ts", ["../lib/position.ts", "../sim/payload.ts", "mqtt"], ["sim/payload.ts"]],
     ["test/workers/pipeline.test.ts", ["../../tools/pipeline.ts", "../../sim/fleet.ts"], []],
   ] as const)("the rule itself: %s importing %p → %p", (file, specifiers, expected) => {
     expect(layeringViolations(file, [...specifiers])).toEqual([...expected]);
