@@ -1,5 +1,10 @@
 /**
  * `bun run bench:e2e [-- --rates 25000,50000 --seconds 60 --drivers 100000 --workers 1 --bridges 1]`
+ * `bun run bench:e2e -- --fleet-mix 0.2 --drivers 20000 [--seconds 60]`: the fleet as the reporting modes shape it
+ *   (issue #11): that fraction of drivers watched (live: one fix per message every --fix-every-s, 4 s), the rest
+ *   available (idle: --idle-batch fixes, 7, per message every --idle-every-s, 30 s); --rates is then ignored (the
+ *   offered rate follows from the mix). Compare with `--batch 4 --rates <drivers / 4>`: every driver every 4 s, in
+ *   messages of 4 fixes (the simulator's fixed batching before the modes).
  *
  * The whole ingest path on this machine: a simulated fleet publishes over MQTT at a fixed offered rate; bridges
  * (Node) forward to Kafka; position workers (Node) apply to PostGIS. For each rate it reports the sustained applied
@@ -9,6 +14,7 @@
  * so a running demo is not disturbed. Prints a table and writes JSON under bench/results/. Not a test.
  */
 import { parseArgs } from "node:util";
+import mqtt from "mqtt";
 import { generateData, readDrivers } from "../db/generate.ts";
 import { config } from "../lib/config.ts";
 import { connectDatabase } from "../lib/db.ts";
@@ -35,9 +41,19 @@ const { values: args } = parseArgs({
     "db-name": { type: "string" },
     /** Once warm, this many orders are placed, confirmed and given to fleet drivers, so their customers can track. */
     "track-orders": { type: "string", default: "0" },
+    /** Fleet mode: the fraction of drivers watched (live); the rest are available (idle, batched). */
+    "fleet-mix": { type: "string" },
+    "fix-every-s": { type: "string", default: "4" },
+    "idle-batch": { type: "string", default: "7" },
+    "idle-every-s": { type: "string", default: "30" },
   },
 });
-const RATES = args.rates.split(",").map(Number);
+const FLEET_MIX = args["fleet-mix"] === undefined ? undefined : Number(args["fleet-mix"]);
+if (FLEET_MIX !== undefined && !(FLEET_MIX >= 0 && FLEET_MIX <= 1)) throw new Error(`--fleet-mix: ${args["fleet-mix"]} is not 0..1`);
+const FIX_EVERY_S = Number(args["fix-every-s"]);
+const IDLE_BATCH = Number(args["idle-batch"]);
+const IDLE_EVERY_S = Number(args["idle-every-s"]);
+const RATES = FLEET_MIX === undefined ? args.rates.split(",").map(Number) : [0];
 const SECONDS = Number(args.seconds);
 const DRIVERS = Number(args.drivers);
 const run = `${Date.now() % 1e8}`;
@@ -94,7 +110,10 @@ const watched = () => [
   { name: "bench+fleet (bun)", pids: [process.pid] },
   { name: "mosquitto", pids: pidsOf("mosquitto -c") },
   { name: "kafka", pids: pidsOf("kafka.Kafka") },
-  { name: "postgres (all)", pids: pidsOf("postgres") },
+  // PostgreSQL's backends serving this benchmark's database, and the server's shared processes (WAL writer,
+  // checkpointer, …; shared with whatever else runs on the machine, as Kafka and Mosquitto are).
+  { name: "postgres (bench db)", pids: pidsOf(`postgres: [^ ]+ ${dbName} `) },
+  { name: "postgres (shared)", pids: pidsOf("postgres: (checkpointer|background writer|walwriter|autovacuum|logical|stats)") },
 ];
 
 /** Orders from random customers at random restaurants, confirmed and given to the nearest (online) fleet driver. */
@@ -119,7 +138,13 @@ async function placeTrackedOrders(count: number): Promise<number> {
 
 interface RateResult {
   offeredRate: number;
+  /** Fleet mode: how the offered rate was made (drivers, fixes per message, seconds between messages per group). */
+  fleet?: { group: string; drivers: number; fixesPerMessage: number; messageEveryS: number }[];
   sentRate: number;
+  /** MQTT messages per second the broker acknowledged to the fleet. */
+  messageRate: number;
+  /** CPU of the server side: every watched process but the benchmark and its simulated fleet. */
+  serverCpuPercent: number;
   appliedRate: number;
   freshnessDevice: { p50: number; p95: number; p99: number };
   freshnessSend: { p50: number; p95: number; p99: number };
@@ -130,11 +155,27 @@ interface RateResult {
 const results: RateResult[] = [];
 
 for (const rate of RATES) {
-  console.error(`\noffering ${rate} positions/s for ${SECONDS} s…`);
-  const fleet = await startFleet({
-    drivers, rateHz: rate / drivers.length, batch: Number(args.batch), mqttUrl: fleetMqttUrl, city: "nyc",
-    topicPrefix: PREFIX, driversPerConnection: 2_000, protocolVersion: args["mqtt-protocol"] === "4" ? 4 : 5,
-  });
+  const common = {
+    mqttUrl: fleetMqttUrl, city: "nyc", topicPrefix: PREFIX, driversPerConnection: 2_000,
+    protocolVersion: args["mqtt-protocol"] === "4" ? (4 as const) : (5 as const),
+  };
+  // Fleet mode: two groups of phones, as the server's reporting modes make them report; else one fixed group.
+  const groups =
+    FLEET_MIX === undefined
+      ? [{ group: "all", drivers, fixesPerMessage: Number(args.batch), messageEveryS: (Number(args.batch) * drivers.length) / rate }]
+      : [
+          { group: "live", drivers: drivers.slice(0, Math.round(drivers.length * FLEET_MIX)), fixesPerMessage: 1, messageEveryS: FIX_EVERY_S },
+          { group: "idle", drivers: drivers.slice(Math.round(drivers.length * FLEET_MIX)), fixesPerMessage: IDLE_BATCH, messageEveryS: IDLE_EVERY_S },
+        ].filter((g) => g.drivers.length > 0);
+  const offered = Math.round(groups.reduce((a, g) => a + (g.drivers.length * g.fixesPerMessage) / g.messageEveryS, 0));
+  console.error(`\noffering ${offered} positions/s for ${SECONDS} s (${groups.map((g) => `${g.group}: ${g.drivers.length} drivers, ${g.fixesPerMessage} fix(es) every ${+g.messageEveryS.toFixed(2)} s`).join("; ")})…`);
+  const fleets = await Promise.all(
+    groups.map((g) => startFleet({ ...common, drivers: g.drivers, rateHz: g.fixesPerMessage / g.messageEveryS, batch: g.fixesPerMessage })),
+  );
+  const fleet = {
+    stats: () => fleets.map((f) => f.stats()).reduce((a, b) => ({ sent: a.sent + b.sent, messages: a.messages + b.messages }), { sent: 0, messages: 0 }),
+    stop: () => Promise.all(fleets.map((f) => f.stop())),
+  };
   // Warm-up: the first seconds bring every driver online (a state change per driver), not steady state. Measure
   // once the backlog of that is gone (or after 60 s, if the pipeline cannot keep up at all).
   await Bun.sleep(10_000);
@@ -148,7 +189,10 @@ for (const rate of RATES) {
   }
   const before = await scrapeWorkers();
   const fleetBefore = fleet.stats();
-  const cpuBefore = watched().map((w) => ({ ...w, ticks: w.pids.map(procSample).reduce((a, s) => a + (s?.cpuTicks ?? 0), 0) }));
+  // CPU per process since the window opened: the processes matched at its end, less what each had used at its start
+  // (a backend started meanwhile counts whole; one that ended meanwhile is lost, never negative).
+  const ticksAtStart = new Map<number, number>();
+  for (const w of watched()) for (const pid of w.pids) ticksAtStart.set(pid, procSample(pid)?.cpuTicks ?? 0);
   const maxRss = new Map<string, number>();
   const lag: number[] = [];
   const started = performance.now();
@@ -163,11 +207,14 @@ for (const rate of RATES) {
   const elapsed = (performance.now() - started) / 1000;
   const after = await scrapeWorkers();
   const fleetAfter = fleet.stats();
-  const cpu = cpuBefore.map((w) => {
-    const now = w.pids.map(procSample).reduce((a, s) => a + (s?.cpuTicks ?? 0), 0);
+  const cpu = watched().map((w) => {
+    const used = w.pids.reduce((a, pid) => {
+      const now = procSample(pid)?.cpuTicks;
+      return now === undefined ? a : a + Math.max(0, now - (ticksAtStart.get(pid) ?? 0));
+    }, 0);
     return {
       name: w.name,
-      cpuPercent: Math.round(((now - w.ticks) / CLK_TCK / elapsed) * 100),
+      cpuPercent: Math.round((used / CLK_TCK / elapsed) * 100),
       maxRssMb: Math.round((maxRss.get(w.name) ?? 0) / 2 ** 20),
     };
   });
@@ -179,8 +226,11 @@ for (const rate of RATES) {
     p99: +quantile(before, after, metric, 0.99).toFixed(3),
   });
   results.push({
-    offeredRate: rate,
+    offeredRate: offered,
+    ...(FLEET_MIX === undefined ? {} : { fleet: groups.map((g) => ({ ...g, drivers: g.drivers.length })) }),
     sentRate: Math.round((fleetAfter.sent - fleetBefore.sent) / elapsed),
+    messageRate: Math.round((fleetAfter.messages - fleetBefore.messages) / elapsed),
+    serverCpuPercent: cpu.filter((p) => !p.name.startsWith("bench+fleet")).reduce((a, p) => a + p.cpuPercent, 0),
     appliedRate: Math.round(delta("positions_applied_total") / elapsed),
     freshnessDevice: q("position_freshness_from_device_seconds"),
     freshnessSend: q("position_freshness_from_send_seconds"),
@@ -197,7 +247,11 @@ for (const rate of RATES) {
 
 const fmt = (f: { p50: number; p95: number; p99: number }) =>
   `${f.p50.toFixed(2).padStart(6)} ${f.p95.toFixed(2).padStart(6)} ${f.p99.toFixed(2).padStart(6)}`;
-console.log(`\nbatch ${args.batch} position(s) per MQTT message, ${DRIVERS} drivers, ${SECONDS} s per rate`);
+console.log(
+  FLEET_MIX === undefined
+    ? `\nbatch ${args.batch} position(s) per MQTT message, ${DRIVERS} drivers, ${SECONDS} s per rate`
+    : `\nfleet mix ${FLEET_MIX} watched (1 fix every ${FIX_EVERY_S} s), the rest idle (${IDLE_BATCH} fixes every ${IDLE_EVERY_S} s), ${DRIVERS} drivers, ${SECONDS} s`,
+);
 // fix→db: every position from its GPS time (includes the phone holding it for its batch); send→db: each message's
 // newest fix (the phone's send) to committed, what the customer's map lags behind the phone; bridge→db: our servers.
 console.log("offered/s   sent/s  applied/s   fix→db p50/p95/p99 s    send→db p50/p95/p99 s   bridge→db p50/p95/p99 s   max lag (msgs)");
@@ -206,6 +260,7 @@ for (const r of results) {
     `${String(r.offeredRate).padStart(9)} ${String(r.sentRate).padStart(8)} ${String(r.appliedRate).padStart(10)}` +
       `   ${fmt(r.freshnessDevice)}     ${fmt(r.freshnessSend)}     ${fmt(r.freshnessBridge)}      ${String(Math.max(...r.lagOverTime)).padStart(8)}`,
   );
+  console.log(`      MQTT messages/s ${r.messageRate}, positions/s ${r.sentRate}, server CPU ${r.serverCpuPercent}%`);
   for (const p of r.processes) {
     console.log(`      ${p.name.padEnd(20)} cpu ${String(p.cpuPercent).padStart(4)}%  max rss ${String(p.maxRssMb).padStart(5)} MB`);
   }
@@ -216,6 +271,14 @@ console.log(`\nwritten ${file}`);
 
 for (const p of processes) p.worker.proc.kill("SIGTERM");
 await Promise.all(processes.map((p) => p.worker.proc.exited));
+// Each bridge's persistent session would keep what was still queued for it in the broker for good (held in memory and
+// autosaved whole every 30 s, slowing every later client): a clean-session login under its client id discards it.
+for (let i = 0; i < Number(args.bridges); i++) {
+  const session = await mqtt.connectAsync(config().mqttUrl, {
+    clientId: `bench-bridge-${run}-${i}`, clean: true, protocolVersion: 4, reconnectPeriod: 0,
+  });
+  await session.endAsync();
+}
 await sql.end();
 await scratch.drop();
 process.exit(0);

@@ -7,9 +7,10 @@
 \getenv owner_password PG_OWNER_PASSWORD
 \getenv api_password PG_API_PASSWORD
 \getenv worker_password PG_WORKER_PASSWORD
+\getenv modes_password PG_MODES_PASSWORD
 
 SELECT format('CREATE ROLE %I', r)
-FROM unnest(ARRAY['tracking_owner', 'tracking_api', 'tracking_worker']) AS r
+FROM unnest(ARRAY['tracking_owner', 'tracking_api', 'tracking_worker', 'tracking_modes']) AS r
 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = r)
 \gexec
 
@@ -20,6 +21,13 @@ ALTER ROLE tracking_api WITH LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICA
   PASSWORD :'api_password';
 ALTER ROLE tracking_worker WITH LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS
   PASSWORD :'worker_password';
+-- The mode publisher (workers/mode-publisher.ts). Without its secret (a stack made before it) it cannot log in.
+\if :{?modes_password}
+ALTER ROLE tracking_modes WITH LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS
+  PASSWORD :'modes_password';
+\else
+ALTER ROLE tracking_modes WITH NOLOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS;
+\endif
 
 -- The API answers customers: a statement running 5 s is a bug or an attack, never an answer worth waiting for.
 -- Its transitions wait on the worker's row locks for a few milliseconds at most, so 2 s of waiting is a stuck lock.
@@ -31,6 +39,10 @@ ALTER ROLE tracking_api SET idle_in_transaction_session_timeout = '30s';
 ALTER ROLE tracking_worker SET statement_timeout = '60s';
 ALTER ROLE tracking_worker SET lock_timeout = '20s';
 ALTER ROLE tracking_worker SET idle_in_transaction_session_timeout = '60s';
+-- The mode publisher reads a page of 1,000 drivers or records one batch: milliseconds. Its LISTEN session idles.
+ALTER ROLE tracking_modes SET statement_timeout = '10s';
+ALTER ROLE tracking_modes SET lock_timeout = '5s';
+ALTER ROLE tracking_modes SET idle_in_transaction_session_timeout = '30s';
 
 \connect template1
 SET client_min_messages = warning;

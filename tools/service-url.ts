@@ -4,7 +4,11 @@
  */
 
 /** The service roles (db/roles.sql) and the secrets holding their passwords (.stack/secrets.env). */
-export const SERVICE_ROLES = { tracking_api: "PG_API_PASSWORD", tracking_worker: "PG_WORKER_PASSWORD" } as const;
+export const SERVICE_ROLES = {
+  tracking_api: "PG_API_PASSWORD",
+  tracking_worker: "PG_WORKER_PASSWORD",
+  tracking_modes: "PG_MODES_PASSWORD",
+} as const;
 export type ServiceRole = keyof typeof SERVICE_ROLES;
 
 /** The same database as `url`, logged in as a service role, to run code with exactly that service's rights. */

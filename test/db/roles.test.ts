@@ -13,7 +13,7 @@ let ids: { customer: string; restaurant: string; driver: string; order: string }
 
 beforeAll(async () => {
   db = await freshDatabase("roles");
-  for (const role of ["tracking_api", "tracking_worker"] as const) {
+  for (const role of ["tracking_api", "tracking_worker", "tracking_modes"] as const) {
     as[role] = connectDatabase(serviceUrl(db.url, role), { max: 2, application: `test-${role}` });
   }
   // Seeded by the owner, as db/generate.ts does.
@@ -95,6 +95,12 @@ const CASES: { role: ServiceRole; action: string; run: Action; expected: string 
   { role: "tracking_worker", action: "UPDATE tracking_settings (offline_after_s)", run: (sql) => sql`update tracking_settings set offline_after_s = 60 where id = 1`, expected: "allowed" },
   { role: "tracking_worker", action: "sweep_offline_drivers()", run: (sql) => sql`select sweep_offline_drivers()`, expected: "allowed" },
   { role: "tracking_worker", action: "partition upkeep: trail_upkeep()", run: (sql) => sql`select trail_upkeep()`, expected: "allowed" },
+  // The compact trail (0014): the worker compacts through the function only.
+  { role: "tracking_worker", action: "compact_trail_step()", run: (sql) => sql`select * from compact_trail_step(null, 10)`, expected: "allowed" },
+  { role: "tracking_worker", action: "SELECT position_trail_compact", run: (sql) => sql`select * from position_trail_compact limit 1`, expected: REFUSED },
+  { role: "tracking_worker", action: "DELETE position_trail_compact", run: (sql) => sql`delete from position_trail_compact`, expected: REFUSED },
+  { role: "tracking_worker", action: "drop_old_compact_trail_partitions(-1)", run: (sql) => sql`select drop_old_compact_trail_partitions(-1)`, expected: REFUSED },
+  { role: "tracking_api", action: "driver_path()", run: (sql) => sql`select * from driver_path(${ids.driver}, now() - interval '1 hour', now())`, expected: REFUSED },
   // Upkeep with a retention the worker could choose (0010): -1 would drop every partition, today's too.
   { role: "tracking_worker", action: "drop_old_trail_partitions(-1)", run: (sql) => sql`select drop_old_trail_partitions(-1)`, expected: REFUSED },
   // The worker: everything else is refused.
@@ -109,6 +115,27 @@ const CASES: { role: ServiceRole; action: string; run: Action; expected: string 
   { role: "tracking_worker", action: "CREATE TABLE", run: (sql) => sql`create table worker_probe (id int)`, expected: REFUSED },
   { role: "tracking_worker", action: "order_transition()", run: (sql) => sql`select order_transition(${ids.order}, 'confirm')`, expected: REFUSED },
   { role: "tracking_worker", action: "assign_nearest_driver()", run: (sql) => sql`select assign_nearest_driver(${ids.order}, null)`, expected: REFUSED },
+  { role: "tracking_worker", action: "driver_modes_to_publish()", run: (sql) => sql`select * from driver_modes_to_publish(null, 10)`, expected: REFUSED },
+  { role: "tracking_api", action: "record_driver_modes_published()", run: (sql) => sql`select record_driver_modes_published('{}', '{}', '{}')`, expected: REFUSED },
+  // The mode publisher (migration 0013): its three functions and LISTEN.
+  { role: "tracking_modes", action: "LISTEN driver_mode", run: (sql) => sql`listen driver_mode`, expected: "allowed" },
+  { role: "tracking_modes", action: "driver_mode_notice_status()", run: (sql) => sql`select * from driver_mode_notice_status()`, expected: "allowed" },
+  { role: "tracking_modes", action: "driver_modes_to_publish()", run: (sql) => sql`select * from driver_modes_to_publish(null, 10)`, expected: "allowed" },
+  { role: "tracking_modes", action: "record_driver_modes_published()", run: (sql) => sql`select record_driver_modes_published(${[ids.driver]}::uuid[], '{idle}', '{available}')`, expected: "allowed" },
+  // The mode publisher: everything else is refused.
+  { role: "tracking_modes", action: "SELECT driver_state", run: (sql) => sql`select status from driver_state`, expected: REFUSED },
+  { role: "tracking_modes", action: "SELECT drivers (names)", run: (sql) => sql`select name from drivers`, expected: REFUSED },
+  { role: "tracking_modes", action: "SELECT driver_mode_published", run: (sql) => sql`select * from driver_mode_published`, expected: REFUSED },
+  { role: "tracking_modes", action: "UPDATE driver_mode_published", run: (sql) => sql`update driver_mode_published set mode = 'off'`, expected: REFUSED },
+  { role: "tracking_modes", action: "UPDATE driver_reporting_modes", run: (sql) => sql`update driver_reporting_modes set mode = 'off'`, expected: REFUSED },
+  { role: "tracking_modes", action: "reporting_mode()", run: (sql) => sql`select reporting_mode('available')`, expected: REFUSED },
+  { role: "tracking_modes", action: "nextval(driver_mode_notices_skipped)", run: (sql) => sql`select nextval('driver_mode_notices_skipped')`, expected: REFUSED },
+  { role: "tracking_modes", action: "driver_transition()", run: (sql) => sql`select driver_transition(${ids.driver}, 'online')`, expected: REFUSED },
+  { role: "tracking_modes", action: "order_transition()", run: (sql) => sql`select order_transition(${ids.order}, 'confirm')`, expected: REFUSED },
+  { role: "tracking_modes", action: "apply_position_batch()", run: (sql) => sql`select * from apply_position_batch()`, expected: REFUSED },
+  { role: "tracking_modes", action: "sweep_offline_drivers()", run: (sql) => sql`select sweep_offline_drivers()`, expected: REFUSED },
+  { role: "tracking_modes", action: "CREATE TABLE", run: (sql) => sql`create table modes_probe (id int)`, expected: REFUSED },
+  { role: "tracking_modes", action: "CREATE TEMP TABLE", run: (sql) => sql`create temp table modes_probe (id int)`, expected: REFUSED },
 ];
 
 describe("role x action", () => {
@@ -130,8 +157,9 @@ test("the worker's real COPY + apply_position_batch runs as tracking_worker", as
 
 test("each service role has its time limits", async () => {
   const expected = { tracking_api: { statement_timeout: "5000", lock_timeout: "2000" },
-    tracking_worker: { statement_timeout: "60000", lock_timeout: "20000" } };
-  for (const role of ["tracking_api", "tracking_worker"] as const) {
+    tracking_worker: { statement_timeout: "60000", lock_timeout: "20000" },
+    tracking_modes: { statement_timeout: "10000", lock_timeout: "5000" } };
+  for (const role of ["tracking_api", "tracking_worker", "tracking_modes"] as const) {
     const rows = await as[role]!<{ name: string; setting: string }[]>`
       select name, setting from pg_settings where name in ('statement_timeout', 'lock_timeout')`;
     expect(Object.fromEntries(rows.map((r) => [r.name, r.setting]))).toEqual(expected[role]);
@@ -146,6 +174,7 @@ test("the superuser is postgres alone; no service role may manage roles or datab
     where rolname like 'tracking\\_%' order by rolname`;
   expect(roles.map((r) => ({ ...r }))).toEqual([
     { rolname: "tracking_api", rolsuper: false, rolcreaterole: false, rolcreatedb: false, rolbypassrls: false },
+    { rolname: "tracking_modes", rolsuper: false, rolcreaterole: false, rolcreatedb: false, rolbypassrls: false },
     { rolname: "tracking_owner", rolsuper: false, rolcreaterole: false, rolcreatedb: true, rolbypassrls: false },
     { rolname: "tracking_worker", rolsuper: false, rolcreaterole: false, rolcreatedb: false, rolbypassrls: false },
   ]);

@@ -178,6 +178,54 @@ describe("what a driver may touch", () => {
   });
 });
 
+describe("the mode publisher's user (modes): writes drivers' command topics and nothing else", () => {
+  const asModes = (extra: IClientOptions = {}) => {
+    const password = process.env.MQTT_MODES_PASSWORD;
+    if (!password) throw new Error("MQTT_MODES_PASSWORD is not set: run bin/stack up");
+    return connect({ username: "modes", password, clientId: `sec-modes-${process.pid}`, protocolVersion: 5, ...extra });
+  };
+  const refusedCode = (client: MqttClient, topic: string) =>
+    client.publishAsync(topic, "x", { qos: 1 }).then(
+      (ack) => (ack as { reasonCode?: number } | undefined)?.reasonCode ?? 0,
+      (err: { code?: number }) => err.code ?? -1,
+    );
+
+  test("its retained command reaches the driver, also one that subscribes later", async () => {
+    const modes = await asModes();
+    await modes.publishAsync(`drivers/${alice.username}/cmd`, '{"v":1,"mode":"idle"}', { qos: 1, retain: true });
+    const phone = await asDriver(alice);
+    const seen = recorder(phone);
+    await phone.subscribeAsync(`drivers/${alice.username}/cmd`, { qos: 1 });
+    await waitFor(() => seen.length > 0, "the retained command");
+    expect(seen).toEqual([`drivers/${alice.username}/cmd {"v":1,"mode":"idle"}`]);
+    await modes.publishAsync(`drivers/${alice.username}/cmd`, "", { qos: 1, retain: true }); // clears it
+  });
+
+  test.each([
+    ["a driver's position topic", (id: string) => `drivers/${id}/location`],
+    ["a driver's compact topic", (id: string) => `drivers/${id}/l`],
+    ["sensor/data", () => "sensor/data"],
+    ["test/…", () => "test/probe"],
+    ["identity-guard's control topic", () => "$CONTROL/identity-guard/v1/kick"],
+  ] as const)("publishing to %s is refused (0x87)", async (_name, topic) => {
+    const modes = await asModes();
+    expect(await refusedCode(modes, topic(alice.username))).toBe(0x87);
+  });
+
+  test("a wildcard subscription is refused (MQTT 5: SUBACK 0x87): it reads nothing", async () => {
+    const modes = await asModes();
+    const suback = new Promise<unknown>((resolve) =>
+      modes.on("packetreceive", (p) => p.cmd === "suback" && resolve((p as { granted: number[] }).granted)),
+    );
+    modes.subscribe("drivers/+/cmd", { qos: 1 }, () => {});
+    expect(await suback).toEqual([0x87]);
+  });
+
+  test("its client id `modes` is reserved to it", async () => {
+    expect(await refusal({ username: alice.username, password: alice.password, clientId: "modes" })).toBe(5);
+  });
+});
+
 describe("oversized messages (identity-guard's plugin_opt_max_payload 262144)", () => {
   const OVERSIZED_TOPIC = "$SYS/identity-guard/oversized";
   const LOG = new URL("../../.stack/logs/mosquitto.log", import.meta.url).pathname;
