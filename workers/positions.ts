@@ -22,7 +22,7 @@ import { decodeBatch, type DecodedBatch } from "./decode-batch.ts";
 import { applyIsolating } from "./isolate-refused.ts";
 import { logger } from "./log.ts";
 import { createMetrics, notifyQueueWatch, serveMetrics } from "./metrics.ts";
-import { scheduleUpkeep } from "./upkeep.ts";
+import { compactTrail, scheduleUpkeep } from "./upkeep.ts";
 
 const log = logger("positions");
 
@@ -81,6 +81,8 @@ async function main() {
         everyMs: 3_600_000,
         run: () => sql`select trail_upkeep()`,
       },
+      // Closed hours of the raw trail into the compact table (0014): the hour closes, 10 minutes pass, then this.
+      { name: "trail_compaction", everyMs: 300_000, run: () => compactTrail(sql) },
       {
         // The LISTEN/NOTIFY queue and the order notices skipped because it was over its limit (migration 0012).
         name: "notify_queue",

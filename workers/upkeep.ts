@@ -1,8 +1,10 @@
 /**
- * The worker's scheduled upkeep (the offline sweep, trail partitions, the lag gauge). A failed run is logged and
- * counted, never thrown at the timer, and the next run comes at its time; a run still going when the next is due
- * is not doubled.
+ * The worker's scheduled upkeep (the offline sweep, trail partitions and compaction, the lag gauge). A failed run
+ * is logged and counted, never thrown at the timer, and the next run comes at its time; a run still going when the
+ * next is due is not doubled.
  */
+import type { Sql } from "../lib/db.ts";
+
 export interface UpkeepJob {
   name: string;
   everyMs: number;
@@ -27,4 +29,25 @@ export function scheduleUpkeep(jobs: UpkeepJob[], onFailure: (job: string, error
     }, job.everyMs);
   });
   return { stop: () => timers.forEach(clearInterval) };
+}
+
+/**
+ * Rolls the trail's closed hours into the compact table (migration 0014), `driversPerStep` drivers per transaction
+ * so no step holds its locks long; returns the positions moved. Steps serialise in the database, so two workers
+ * running this at once only wait for each other. A step after a long pause (hours of raw trail per driver) may
+ * outlast the worker role's 60 s statement timeout: the step's own transaction allows it 10 minutes.
+ */
+export async function compactTrail(sql: Sql, driversPerStep = 200): Promise<number> {
+  let after: string | null = null;
+  let moved = 0;
+  do {
+    const [step]: { last_driver: string | null; positions: number }[] = await sql.begin(async (tx) => {
+      await tx`set local statement_timeout = '10min'`;
+      return tx<{ last_driver: string | null; positions: number }[]>`
+        select last_driver, positions from compact_trail_step(${after}::uuid, ${driversPerStep})`;
+    });
+    after = step?.last_driver ?? null;
+    moved += step?.positions ?? 0;
+  } while (after !== null);
+  return moved;
 }

@@ -62,7 +62,7 @@ export async function reconcile(sql: Sql, logs: readonly PhoneLog[], dlq: readon
   const driverIds = logs.map((l) => l.driverId);
   const trailRows = await sql<{ driver_id: string; ms: string }[]>`
     select driver_id, round(extract(epoch from recorded_at) * 1000)::bigint::text as ms
-    from position_trail where driver_id = any(${driverIds}::uuid[])`;
+    from trail_positions where driver_id = any(${driverIds}::uuid[])`; // both parts, raw and compacted (0014)
   const trail = new Set<string>();
   const latest = new Map<string, number>();
   for (const row of trailRows) {
