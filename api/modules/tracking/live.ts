@@ -3,6 +3,9 @@
  *   `track`    the whole /track answer: first, then after every status change (and after a listener reconnect);
  *   `position` the driver moved: the database's notice as it is (no query per position);
  *   `end`      the order is delivered or cancelled; the server closes the stream (clients should not reconnect).
+ * Every `track` and `position` carries an id: the version of the state it shows (see eventId). A client that
+ * reconnects (EventSource sends the last id as Last-Event-ID) gets the current `track` at once, whatever it missed:
+ * the latest state is all a map needs, so nothing is replayed. The id tells it whether that state is newer.
  * A comment line every `heartbeatMs` keeps proxies and load balancers from dropping a quiet stream. A client that
  * stops taking what is sent is dropped (see createStallWatch in streams.ts): nothing is buffered for it without bound.
  */
@@ -21,6 +24,13 @@ export interface LiveStreamDeps {
   tracking: TrackingService;
   heartbeatMs: number;
 }
+
+/**
+ * An event's id: the order's status and its driver's position time in ms (0 without one), e.g. `assigned.1764470000123`.
+ * Both only move forward while an order is live, so a client can tell a newer state from a replay.
+ */
+export const eventId = (status: string, positionMs: number) =>
+  `${status}.${Number.isFinite(positionMs) ? positionMs : 0}`;
 
 export interface LiveStreamOptions {
   /** The request's signal: the client went away. */
@@ -70,7 +80,8 @@ export async function openLiveStream(
     }
     if (stall.wrote(controller.desiredSize)) drop();
   };
-  const send = (event: string, data: unknown) => write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+  const send = (event: string, data: unknown, id?: string) =>
+    write(`${id === undefined ? "" : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
 
   function finish(reason: CloseReason) {
     if (finished) return;
@@ -110,7 +121,7 @@ export async function openLiveStream(
   const sendTrack = (track: Track) => {
     lastStatus = track.status;
     if (track.driver?.updated_at) lastPositionMs = Math.max(lastPositionMs, Date.parse(track.driver.updated_at));
-    send("track", track);
+    send("track", track, eventId(track.status, lastPositionMs));
     if (TERMINAL.has(track.status)) {
       send("end", { order_id: track.order_id, status: track.status });
       end("ended");
@@ -146,7 +157,7 @@ export async function openLiveStream(
         const at = event.notice.at ? Date.parse(event.notice.at) : Date.now();
         if (at <= lastPositionMs) return;
         lastPositionMs = at;
-        send("position", event.notice);
+        send("position", event.notice, eventId(lastStatus, at));
         return;
       }
       case "status":
