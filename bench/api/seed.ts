@@ -1,0 +1,43 @@
+/**
+ * Trackable orders in bulk for bench:api: `count` orders, each `assigned` to its own available driver (the state the
+ * customer's map shows), written set-based in one transaction rather than through the API one by one. The same rows
+ * order_transition + assign_nearest_driver would leave, minus the history (not read by GET /track).
+ */
+import type { Sql } from "../../lib/db.ts";
+
+export async function seedTrackableOrders(sql: Sql, count: number): Promise<string[]> {
+  return sql.begin(async (tx) => {
+    const rows = await tx<{ id: string }[]>`
+      with d as (
+        select driver_id, row_number() over (order by driver_id) as rn
+        from driver_state
+        where status = 'available' and current_order_id is null
+        limit ${count}
+      ),
+      cs as (select array_agg(id order by id) as ids, array_agg(location order by id) as locs from customers),
+      rs as (select array_agg(id order by id) as ids from restaurants),
+      o as (
+        insert into orders (customer_id, restaurant_id, delivery_location, items, status, driver_id,
+                            confirmed_at, assigned_at)
+        select cs.ids[1 + d.rn % cardinality(cs.ids)], rs.ids[1 + d.rn % cardinality(rs.ids)],
+               cs.locs[1 + d.rn % cardinality(cs.ids)],
+               '[{"name": "bench meal", "qty": 1, "price_cents": 1000}]'::jsonb, 'assigned', d.driver_id, now(), now()
+        from d, cs, rs
+        returning id, driver_id
+      ),
+      s as (
+        update driver_state ds set status = 'assigned', current_order_id = o.id
+        from o where ds.driver_id = o.driver_id
+        returning ds.driver_id
+      )
+      select id from o`;
+    return rows.map((r) => r.id);
+  });
+}
+
+/** Orders the API can track right now (assigned or picked up, with a driver). */
+export async function trackableOrderIds(sql: Sql, limit: number): Promise<string[]> {
+  const rows = await sql<{ id: string }[]>`
+    select id from orders where status in ('assigned', 'picked_up') and driver_id is not null limit ${limit}`;
+  return rows.map((r) => r.id);
+}
