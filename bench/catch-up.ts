@@ -15,9 +15,9 @@ import { generateData, readDrivers } from "../db/generate.ts";
 import { config } from "../lib/config.ts";
 import { connectDatabase } from "../lib/db.ts";
 import { startFleet } from "../sim/fleet.ts";
-import { createTopic, deleteTopic } from "../tools/kafka-cli.ts";
+import { deleteTopic } from "../tools/kafka-cli.ts";
 import { startNodeWorker, type WorkerProcess } from "../tools/node-workers.ts";
-import { kafkaIdentity } from "../tools/pipeline.ts";
+import { benchPipeline } from "../tools/pipeline.ts";
 import { serviceUrl } from "../tools/service-url.ts";
 import { createScratchDatabase } from "../tools/scratch-database.ts";
 import { spawnTcpProxy } from "../tools/tcp-proxy.ts";
@@ -43,7 +43,6 @@ const BATCH = Number(args.batch);
 const DRIVERS = Number(args.drivers);
 const OUTAGE_S = Number(args["outage-seconds"]);
 const run = `${Date.now() % 1e8}`;
-const PREFIX = `bench/${run}/`;
 const SAMPLE_MS = 5_000;
 /** Drained: the lag is under this many messages (two seconds of offered traffic) for three samples (15 s) in a row. */
 const DRAINED_LAG = Math.max(1_000, Math.round((2 * RATE) / BATCH));
@@ -57,14 +56,8 @@ await generateData(sql, {
 });
 const drivers = await readDrivers(sql, "nyc");
 
-const topic = `bench-pos-${run}`;
-const dlq = `bench-dlq-${run}`;
-await createTopic(topic, 8);
-await createTopic(dlq, 2);
-const env = {
-  KAFKA_TOPIC: topic, KAFKA_DLQ_TOPIC: dlq, KAFKA_GROUP_ID: `bench-${run}`,
-  MQTT_TOPIC_PREFIX: PREFIX, BRIDGE_SHARE_GROUP: `bench-${run}`, METRICS_PORT: "0",
-};
+const pipeline = await benchPipeline(run);
+const { topic, dlq } = pipeline;
 // The workers reach PostgreSQL only through the proxy, which the outage cuts.
 const databaseHost = new URL(scratch.url);
 // In a process of its own: on the fleet's busy event loop it delayed the workers' commits by seconds (measured).
@@ -74,15 +67,11 @@ workerUrl.hostname = "127.0.0.1";
 workerUrl.port = String(proxy.port);
 
 const metricsPort = (w: WorkerProcess) => Number(/"metricsPort":(\d+)/.exec(w.output())![1]);
-const bridge = await startNodeWorker("bridge", {
-  ...env, ...kafkaIdentity("test-bridge", "KAFKA_TEST_BRIDGE_PASSWORD"), BRIDGE_CLIENT_ID: `bench-bridge-${run}`,
-});
+const bridge = await startNodeWorker("bridge", { ...pipeline.bridgeEnv, BRIDGE_CLIENT_ID: `bench-bridge-${run}` });
 await bridge.waitFor("mqtt connected");
 const workers: WorkerProcess[] = [];
 for (let i = 0; i < Number(args.workers); i++) {
-  const w = await startNodeWorker("positions", {
-    ...env, ...kafkaIdentity("test-worker", "KAFKA_TEST_WORKER_PASSWORD"), DATABASE_URL: workerUrl.toString(),
-  });
+  const w = await startNodeWorker("positions", { ...pipeline.workerEnv, DATABASE_URL: workerUrl.toString() });
   await w.waitFor("partitions assign", 60_000);
   workers.push(w);
 }
@@ -156,7 +145,7 @@ const sampler = setInterval(() => {
 console.error(`offering ${RATE} positions/s (${BATCH} per message) from ${DRIVERS} drivers; warming ${args["warm-seconds"]} s…`);
 const fleet = await startFleet({
   drivers, rateHz: RATE / drivers.length, batch: BATCH, mqttUrl: process.env.MQTT_LOADGEN_URL ?? config().mqttUrl,
-  city: "nyc", topicPrefix: PREFIX, driversPerConnection: 2_000, protocolVersion: 5,
+  city: "nyc", topicPrefix: pipeline.prefix, driversPerConnection: 2_000, protocolVersion: 5,
 });
 await Bun.sleep(Number(args["warm-seconds"]) * 1000);
 const sentAtCut = fleet.stats().sent;

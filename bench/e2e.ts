@@ -19,9 +19,8 @@ import { generateData, readDrivers } from "../db/generate.ts";
 import { config } from "../lib/config.ts";
 import { connectDatabase } from "../lib/db.ts";
 import { startFleet } from "../sim/fleet.ts";
-import { createTopic } from "../tools/kafka-cli.ts";
 import { startNodeWorker, type WorkerProcess } from "../tools/node-workers.ts";
-import { kafkaIdentity } from "../tools/pipeline.ts";
+import { benchPipeline } from "../tools/pipeline.ts";
 import { serviceUrl } from "../tools/service-url.ts";
 import { createScratchDatabase } from "../tools/scratch-database.ts";
 import { CLK_TCK, pidsOf, procSample } from "./support/process-stats.ts";
@@ -70,20 +69,12 @@ await generateData(sql, {
 });
 const drivers = await readDrivers(sql, "nyc");
 
-const topic = `bench-pos-${run}`;
-const dlq = `bench-dlq-${run}`;
-await createTopic(topic, 8);
-await createTopic(dlq, 2);
 // Every process with authentication on and a narrow identity, as in production: the worker as tracking_worker and
 // the Kafka principals confined by ACLs to bench-* topics (the stack's admin would skip the ACL checks).
-const env = {
-  KAFKA_TOPIC: topic, KAFKA_DLQ_TOPIC: dlq, KAFKA_GROUP_ID: `bench-${run}`,
-  MQTT_TOPIC_PREFIX: PREFIX, BRIDGE_SHARE_GROUP: `bench-${run}`, METRICS_PORT: "0",
-};
-const bridgeEnv = { ...env, ...kafkaIdentity("test-bridge", "KAFKA_TEST_BRIDGE_PASSWORD") };
-const workerEnv = {
-  ...env, ...kafkaIdentity("test-worker", "KAFKA_TEST_WORKER_PASSWORD"), DATABASE_URL: serviceUrl(dbUrl, "tracking_worker"),
-};
+const pipeline = await benchPipeline(run);
+const { topic, dlq } = pipeline;
+const bridgeEnv = pipeline.bridgeEnv;
+const workerEnv = { ...pipeline.workerEnv, DATABASE_URL: serviceUrl(dbUrl, "tracking_worker") };
 // The simulated fleet multiplexes 100,000 phones over a few hundred connections: the dev-only `loadgen` user.
 const fleetMqttUrl = process.env.MQTT_LOADGEN_URL ?? config().mqttUrl;
 const processes: { name: string; worker: WorkerProcess; port: number }[] = [];

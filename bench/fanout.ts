@@ -20,14 +20,14 @@ import { generateData, readDrivers } from "../db/generate.ts";
 import { config } from "../lib/config.ts";
 import { connectDatabase } from "../lib/db.ts";
 import { startFleet } from "../sim/fleet.ts";
-import { createTopic } from "../tools/kafka-cli.ts";
 import { startNodeWorker, type WorkerProcess } from "../tools/node-workers.ts";
-import { kafkaIdentity } from "../tools/pipeline.ts";
+import { benchPipeline } from "../tools/pipeline.ts";
 import { createScratchDatabase } from "../tools/scratch-database.ts";
 import { serviceUrl } from "../tools/service-url.ts";
 import { type Buckets, bucketCount, mergeBuckets, quantileMs } from "./fanout/histogram.ts";
 import { mintTrackingTokens, placeAssignedOrders } from "./fanout/orders.ts";
-import { childPids, histogramQuantile, loadAverage, sampleAll, scrape } from "./fanout/processes.ts";
+import { childPids, loadAverage, sampleAll } from "./support/process-stats.ts";
+import { quantile as histogramQuantile, scrape } from "./support/prometheus.ts";
 import { printTable, writeFanoutPlot, type MinuteRow } from "./fanout/report.ts";
 import { resultStem } from "./support/plot.ts";
 
@@ -128,23 +128,13 @@ try {
 
   // The ingest pipeline, as bench:e2e runs it: its own topics and MQTT root, narrow identities.
   async function startPipeline() {
-    const topic = `bench-pos-${run}`;
-    const dlq = `bench-dlq-${run}`;
-    await createTopic(topic, 8);
-    await createTopic(dlq, 2);
-    const env = {
-      KAFKA_TOPIC: topic, KAFKA_DLQ_TOPIC: dlq, KAFKA_GROUP_ID: `bench-${run}`,
-      MQTT_TOPIC_PREFIX: PREFIX, BRIDGE_SHARE_GROUP: `bench-${run}`, METRICS_PORT: "0",
-    };
-    const bridge = await startNodeWorker("bridge", {
-      ...env, ...kafkaIdentity("test-bridge", "KAFKA_TEST_BRIDGE_PASSWORD"), BRIDGE_CLIENT_ID: `bench-bridge-${run}`,
-    });
+    const pipeline = await benchPipeline(run);
+    const bridge = await startNodeWorker("bridge", { ...pipeline.bridgeEnv, BRIDGE_CLIENT_ID: `bench-bridge-${run}` });
     children.push({ name: "bridge", kill: () => bridge.proc.kill("SIGTERM"), exited: bridge.proc.exited });
     await bridge.waitFor("mqtt connected");
     for (let i = 0; i < Number(args.workers); i++) {
       const w = await startNodeWorker("positions", {
-        ...env, ...kafkaIdentity("test-worker", "KAFKA_TEST_WORKER_PASSWORD"),
-        DATABASE_URL: serviceUrl(scratch.url, "tracking_worker"),
+        ...pipeline.workerEnv, DATABASE_URL: serviceUrl(scratch.url, "tracking_worker"),
       });
       children.push({ name: `positions-${i}`, kill: () => w.proc.kill("SIGTERM"), exited: w.proc.exited });
       await w.waitFor("partitions assign", 60_000);

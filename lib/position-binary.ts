@@ -18,18 +18,12 @@
  * Precision: 1e-6 degree (11 cm), 1 ms, whole units for the optional fields: below what a phone's GPS resolves.
  * Plain numbers, no BigInt and no Node/Bun API: it runs on a phone (phone/encoding.ts) and in the bridge alike.
  */
+import type { DevicePosition } from "./position.ts";
+
 export const BINARY_FORM_MARKER = 0xb1;
 
-export interface BinaryFix {
-  lat: number;
-  lon: number;
-  /** Epoch seconds (milliseconds kept). */
-  tst: number;
-  acc?: number;
-  vel?: number;
-  cog?: number;
-  batt?: number;
-}
+/** A phone's fix (lib/position.ts DevicePosition); `tst` keeps its milliseconds through this form. */
+export type BinaryFix = DevicePosition;
 
 const FLAG_ACC = 1;
 const FLAG_VEL = 2;

@@ -73,3 +73,25 @@ export async function seedDrivers(sql: Sql, n: number): Promise<string[]> {
   await sql`insert into driver_state (driver_id) select id from drivers where id = any(${rows.map((r) => r.id)}::uuid[])`;
   return rows.map((r) => r.id);
 }
+
+/**
+ * A benchmark run's pipeline (bench:e2e, bench:catch-up, bench:fanout): topics `bench-pos-<run>` (8 partitions) and
+ * `bench-dlq-<run>`, its own group, MQTT root `bench/<run>/` and share group; the test services' Kafka identities,
+ * whose ACLs cover `bench-…` too. The workers' DATABASE_URL is the caller's to add (its own role, or via a proxy).
+ */
+export async function benchPipeline(run: string): Promise<IsolatedPipeline> {
+  const topic = `bench-pos-${run}`;
+  const dlq = `bench-dlq-${run}`;
+  const prefix = `bench/${run}/`;
+  await createTopic(topic, 8);
+  await createTopic(dlq, 2);
+  const env: Record<string, string> = {
+    KAFKA_TOPIC: topic, KAFKA_DLQ_TOPIC: dlq, KAFKA_GROUP_ID: `bench-${run}`,
+    MQTT_TOPIC_PREFIX: prefix, BRIDGE_SHARE_GROUP: `bench-${run}`, METRICS_PORT: "0",
+  };
+  return {
+    topic, dlq, prefix, env,
+    bridgeEnv: { ...env, ...kafkaIdentity("test-bridge", "KAFKA_TEST_BRIDGE_PASSWORD") },
+    workerEnv: { ...env, ...kafkaIdentity("test-worker", "KAFKA_TEST_WORKER_PASSWORD") },
+  };
+}

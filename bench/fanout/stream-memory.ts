@@ -6,7 +6,7 @@
  * stream. Tells Bun's own per-connection cost from what the API adds on top.
  */
 import { parseArgs } from "node:util";
-import { procSample } from "./processes.ts";
+import { procSample } from "../support/process-stats.ts";
 import { createSseClient } from "./sse-client.ts";
 
 const { values: args } = parseArgs({

@@ -21,3 +21,28 @@ export function pidsOf(pattern: string): number[] {
   const out = Bun.spawnSync(["pgrep", "-f", pattern]).stdout.toString().trim();
   return out ? out.split("\n").map(Number) : [];
 }
+
+/** CPU seconds and resident bytes summed over `pids` (processes gone count as nothing). */
+export function sampleAll(pids: readonly number[]): { cpuSeconds: number; rssBytes: number } {
+  let cpuSeconds = 0;
+  let rssBytes = 0;
+  for (const pid of pids) {
+    const s = procSample(pid);
+    if (s) {
+      cpuSeconds += s.cpuTicks / CLK_TCK;
+      rssBytes += s.rssBytes;
+    }
+  }
+  return { cpuSeconds, rssBytes };
+}
+
+/** The direct children of `parent`. */
+export function childPids(parent: number): number[] {
+  const out = Bun.spawnSync(["pgrep", "-P", String(parent)]).stdout.toString().trim();
+  return out ? out.split("\n").map(Number) : [];
+}
+
+/** The 1, 5 and 15 minute load averages. */
+export function loadAverage(): number[] {
+  return readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).map(Number);
+}
