@@ -76,23 +76,29 @@ for (let i = 0; i < Number(args.workers); i++) {
   workers.push(w);
 }
 const workerPorts = workers.map(metricsPort);
-// Every service's output is kept in .stack/logs/catch-up-<run>-<name>.log, however the run ends.
+// Every service's output and the samples so far are kept in .stack/logs/catch-up-<run>-*, however the run ends.
 process.on("exit", () => {
   mkdirSync(".stack/logs", { recursive: true });
   [bridge, ...workers].forEach((w, i) =>
     writeFileSync(`.stack/logs/catch-up-${run}-${i === 0 ? "bridge" : `positions-${i - 1}`}.log`, w.output()),
   );
+  writeFileSync(`.stack/logs/catch-up-${run}-samples.json`, JSON.stringify(samples));
 });
+/** A worker that died: its exit status and last output, once the process has really gone (then the run ends). */
+async function reportDeadWorker(i: number): Promise<never> {
+  const w = workers[i]!;
+  await Promise.race([w.proc.exited, Bun.sleep(10_000)]);
+  await Bun.sleep(500); // its last output
+  console.error(`position worker ${i} exited (code ${w.proc.exitCode}, signal ${w.proc.signalCode}):\n${w.output().slice(-3_000)}`);
+  process.exit(1);
+}
 async function workerTotals(): Promise<{ lag: number; applied: number }> {
   let lag = 0;
   let applied = 0;
   for (const [i, port] of workerPorts.entries()) {
     const w = workers[i]!;
-    if (w.proc.exitCode !== null || w.proc.signalCode) {
-      console.error(`position worker ${i} exited (${w.proc.exitCode ?? w.proc.signalCode}):\n${w.output().slice(-3_000)}`);
-      process.exit(1);
-    }
-    const m = await scrape(port);
+    if (w.proc.exitCode !== null || w.proc.signalCode) await reportDeadWorker(i);
+    const m = await scrape(port).catch(() => reportDeadWorker(i));
     lag += m.get("kafka_consumer_lag_messages") ?? 0;
     applied += m.get("positions_applied_total") ?? 0;
   }
