@@ -56,7 +56,12 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
  * SIGUSR2), taking effect as soon as it handles them.
  */
 export async function spawnTcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy & { pid: number }> {
-  const proc = Bun.spawn(["bun", import.meta.path, targetHost, String(targetPort)], { stdout: "pipe", stderr: "inherit" });
+  // stdin is a pipe the child watches: when this process ends, however it ends, the pipe closes and the proxy exits.
+  const proc = Bun.spawn(["bun", import.meta.path, targetHost, String(targetPort)], {
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "inherit",
+  });
   const reader = proc.stdout.getReader();
   const decoder = new TextDecoder();
   let buffered = "";
@@ -93,5 +98,7 @@ if (import.meta.main) {
   process.on("SIGUSR1", () => proxy.cut());
   process.on("SIGUSR2", () => proxy.restore());
   process.on("SIGTERM", () => void proxy.close().then(() => process.exit(0)));
+  process.stdin.on("end", () => void proxy.close().then(() => process.exit(0)));
+  process.stdin.resume();
   console.log(`port ${proxy.port}`);
 }
