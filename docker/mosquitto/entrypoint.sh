@@ -16,9 +16,9 @@ until (set -C && echo $$ >"$lock") 2>/dev/null; do
 done
 plain=$(mktemp)
 # printf is the shell's own: no password on a command line. mosquitto_passwd -U hashes the file in place.
-printf 'admin:%s\nbridge-0:%s\n' "$MQTT_ADMIN_PASSWORD" "$MQTT_BRIDGE_PASSWORD" >"$plain"
+printf 'admin:%s\nbridge-0:%s\nmodes:%s\n' "$MQTT_ADMIN_PASSWORD" "$MQTT_BRIDGE_PASSWORD" "$MQTT_MODES_PASSWORD" >"$plain"
 mosquitto_passwd -U "$plain"
-{ grep -v -E '^(admin|bridge-0):' "$passwd" 2>/dev/null || true; cat "$plain"; } >"$passwd.tmp"
+{ grep -v -E '^(admin|bridge-0|modes):' "$passwd" 2>/dev/null || true; cat "$plain"; } >"$passwd.tmp"
 chown mosquitto:mosquitto "$passwd.tmp" && chmod 0600 "$passwd.tmp" && mv "$passwd.tmp" "$passwd"
 rm -f "$plain" "$lock"
 

@@ -7,7 +7,7 @@ export PGHOST="${PGHOST:-postgres}" PGUSER=postgres PGPASSWORD="$PG_SUPERUSER_PA
 db=food_delivery
 psql_admin() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 
-# roles.sql reads PG_OWNER_PASSWORD, PG_API_PASSWORD and PG_WORKER_PASSWORD with \getenv.
+# roles.sql reads PG_OWNER_PASSWORD, PG_API_PASSWORD, PG_WORKER_PASSWORD and PG_MODES_PASSWORD with \getenv.
 psql_admin -d postgres -f "${ROLES_SQL:-/opt/project/roles.sql}" >/dev/null
 if [ "$(psql_admin -d postgres -tAc "select 1 from pg_database where datname = '$db'")" != 1 ]; then
   psql_admin -d postgres -c "create database $db owner tracking_owner"

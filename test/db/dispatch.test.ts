@@ -394,13 +394,19 @@ describe("rights and the ingest path", () => {
     expect(fn).toEqual({ definer: true, config: ["search_path=public, pg_temp"] });
   });
 
-  test("driver_state keeps its two indexes and no trigger: a move within a cell is still a HOT update", async () => {
+  test("driver_state keeps its two indexes and only 0013's status triggers: a move within a cell is still a HOT update", async () => {
     await clearFleet();
-    const [indexes] = await db.sql<{ names: string[]; triggers: number }[]>`
-      select array_agg(indexname::text order by indexname) as names,
-             (select count(*) from pg_trigger where tgrelid = 'driver_state'::regclass and not tgisinternal)::int as triggers
-      from pg_indexes where tablename = 'driver_state'`;
-    expect(indexes).toEqual({ names: ["driver_state_available_h3", "driver_state_pkey"], triggers: 0 });
+    const [indexes] = await db.sql<{ names: string[] }[]>`
+      select array_agg(indexname::text order by indexname) as names from pg_indexes where tablename = 'driver_state'`;
+    expect(indexes!.names).toEqual(["driver_state_available_h3", "driver_state_pkey"]);
+    // The reporting-mode triggers (0013) fire on an insert or a status change only: a position update runs neither.
+    const triggers = await db.sql<{ name: string; definition: string }[]>`
+      select tgname::text as name, pg_get_triggerdef(oid) as definition
+      from pg_trigger where tgrelid = 'driver_state'::regclass and not tgisinternal order by tgname`;
+    expect(triggers.map((t) => t.name)).toEqual(["driver_mode_changed", "driver_mode_inserted"]);
+    expect(triggers[0]!.definition).toContain("AFTER UPDATE OF status ON public.driver_state");
+    expect(triggers[0]!.definition).toContain("WHEN ((old.status IS DISTINCT FROM new.status))");
+    expect(triggers[1]!.definition).toContain("AFTER INSERT ON public.driver_state");
     const [id] = await placeDrivers([{ ...CENTRE }]);
     const hot = await db.sql.begin(async (tx) => {
       await tx`update driver_state set lat = lat + 0.00001, position_at = now(), received_at = now(),

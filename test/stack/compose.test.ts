@@ -40,7 +40,7 @@ const compose = Bun.YAML.parse(resolved.stdout) as { services: Record<string, Se
 const services = compose.services ?? {};
 
 const ONE_SHOTS = ["secrets", "db-setup", "migrate", "kafka-setup", "demo-data"];
-const LONG_RUNNING = ["postgres", "mosquitto", "kafka", "bridge", "positions", "api", "simulator"];
+const LONG_RUNNING = ["postgres", "mosquitto", "kafka", "bridge", "positions", "modes", "api", "simulator"];
 const DOCKERFILES = [...new Set(Object.values(services).flatMap((s) => (s.build?.dockerfile ? [s.build.dockerfile] : [])))];
 const dockerfileText = Object.fromEntries(
   await Promise.all(DOCKERFILES.map(async (f) => [f, await Bun.file(`${ROOT}/${f}`).text()] as const)),
