@@ -223,6 +223,12 @@ export function parseConfig(env: Env = process.env) {
     kafkaDlqTopic: topicName(env, "KAFKA_DLQ_TOPIC", "driver-pos-dlq"),
     /** Consumer group of the position workers; tests and benchmarks use their own. */
     kafkaGroupId: identifier(env, "KAFKA_GROUP_ID", "position-workers"),
+    /**
+     * librdkafka's max.poll.interval.ms for the position workers: a worker holding a batch it cannot apply keeps
+     * polling with its partitions paused (lib/kafka.ts holdWhile), so an outage longer than this does not cost it its
+     * membership. At least session.timeout.ms (10 s), as librdkafka requires.
+     */
+    kafkaMaxPollIntervalMs: integer(env, "KAFKA_MAX_POLL_INTERVAL_MS", 300_000, 10_000, 86_400_000),
     /** SASL/SCRAM login (KAFKA_USERNAME, KAFKA_PASSWORD, KAFKA_SASL_MECHANISM); null = plaintext, no identity. */
     kafkaSasl: kafkaSasl(env),
     /** client.id of the API's Kafka producer (the sidecar): names it in the broker's logs and quotas. */

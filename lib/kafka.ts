@@ -153,6 +153,14 @@ export interface BatchConsumer {
   nextBatch(max: number, windowMs: number): Promise<ConsumedMessage[]>;
   /** Commits, per partition, the offset after the last message of the batch (call after the batch is durable). */
   commitBatch(messages: ConsumedMessage[]): void;
+  /**
+   * Waits for `work` (the batch in hand, which the caller cannot finish yet: the database is away) while keeping this
+   * consumer in its group: once `work` has taken `afterMs`, every assigned partition is paused and the consumer keeps
+   * polling (librdkafka drops a member that has not polled for max.poll.interval.ms, and its batch is redelivered to
+   * another: found by bench:catch-up, a worker died when a 10-minute database outage ended). Messages fetched before
+   * the pause took effect are kept for the next batch; on resume, fetching goes on from where the caller stopped.
+   */
+  holdWhile<T>(work: Promise<T>, onHold?: (heldMs: number) => void): Promise<T>;
   /** Consumer lag per partition from the broker's high watermark, for metrics. */
   lag(): Promise<Map<string, number>>;
   disconnect(): Promise<void>;
@@ -166,11 +174,21 @@ export interface BatchConsumerOptions {
   /** The login; config().kafkaSasl when absent. */
   sasl?: KafkaSasl | null;
   fromBeginning?: boolean;
+  /** librdkafka's max.poll.interval.ms: a member that does not poll for this long leaves the group (default 300 s). */
+  maxPollIntervalMs?: number;
   onRebalance?: (event: "assign" | "revoke", partitions: { topic: string; partition: number }[]) => void;
 }
 
+const noop = () => {};
+
+/** While holding: how often the paused consumer polls (well inside any max.poll.interval.ms librdkafka accepts). */
+const HOLD_POLL_MS = 1_000;
+
 export async function createBatchConsumer(options: BatchConsumerOptions): Promise<BatchConsumer> {
   const { KafkaConsumer, CODES } = RdKafka;
+  const maxPollIntervalMs = options.maxPollIntervalMs ?? 300_000;
+  // A batch slower than a quarter of the poll interval is held (at most 30 s, so a normal slow batch is not).
+  const holdAfterMs = Math.min(30_000, Math.floor(maxPollIntervalMs / 4));
   const consumer = new KafkaConsumer(
     {
       "metadata.broker.list": options.bootstrapServers,
@@ -191,6 +209,7 @@ export async function createBatchConsumer(options: BatchConsumerOptions): Promis
       // A crashed worker's partitions move to the survivors after 10 s, not the default 45 s.
       "session.timeout.ms": 10_000,
       "heartbeat.interval.ms": 1_000,
+      "max.poll.interval.ms": maxPollIntervalMs,
       // `true`: the client does the (incremental) assign/unassign itself and emits 'rebalance' for us to observe.
       rebalance_cb: true,
     },
@@ -211,15 +230,42 @@ export async function createBatchConsumer(options: BatchConsumerOptions): Promis
       consumer.consume(max, (err, messages) => (err ? reject(err) : resolve(messages as ConsumedMessage[])));
     });
 
+  // Messages fetched while holding (a partition assigned during the hold, before it was paused too).
+  let carried: ConsumedMessage[] = [];
+
   return {
     async nextBatch(max, windowMs) {
       const deadline = Date.now() + windowMs;
-      const batch: ConsumedMessage[] = [];
+      const batch: ConsumedMessage[] = carried.splice(0, max);
       while (batch.length < max && Date.now() < deadline) {
         const got = await consumeOnce(Math.min(max - batch.length, 5_000));
         for (const m of got) batch.push(m);
       }
       return batch;
+    },
+    async holdWhile(work, onHold) {
+      let settled = false;
+      const done = work.finally(() => (settled = true));
+      const settledOrLater = (ms: number) => {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const later = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+        return Promise.race([done.then(noop, noop), later]).finally(() => clearTimeout(timer));
+      };
+      await settledOrLater(holdAfterMs);
+      if (settled) return done;
+      const heldSince = Date.now() - holdAfterMs;
+      try {
+        while (!settled) {
+          // Every poll re-pauses what is assigned now: a rebalance may have handed this member new partitions.
+          consumer.pause(consumer.assignments());
+          for (const m of await consumeOnce(5_000)) carried.push(m);
+          onHold?.(Date.now() - heldSince);
+          await settledOrLater(HOLD_POLL_MS);
+        }
+      } finally {
+        consumer.resume(consumer.assignments());
+      }
+      return done;
     },
     commitBatch(messages) {
       const next = new Map<string, { topic: string; partition: number; offset: number }>();

@@ -5,7 +5,9 @@
  * the procedure is idempotent, so a redelivered batch changes nothing). Rejects go to `driver-pos-dlq`.
  *
  * Back-pressure: while the database refuses a batch, the worker retries that batch with backoff and consumes
- * nothing else, so memory stays at two batches (the one applying and the next one, decoded meanwhile). On SIGTERM it
+ * nothing else, so memory stays at two batches (the one applying and the next one, decoded meanwhile). Once a batch
+ * has waited a while, its partitions are paused and the consumer keeps polling, so an outage longer than
+ * max.poll.interval.ms does not drop the worker from its group (lib/kafka.ts holdWhile). On SIGTERM it
  * finishes the current batch (or abandons it uncommitted if the database is down) and leaves the group.
  *
  * This file is the consumer loop; the retry policy is apply-retry.ts, the isolation of refused rows
@@ -38,6 +40,7 @@ async function main() {
     groupId: cfg.kafkaGroupId,
     topics: [cfg.kafkaTopic],
     clientId: `position-worker-${process.pid}`,
+    maxPollIntervalMs: cfg.kafkaMaxPollIntervalMs,
     onRebalance: (event, partitions) =>
       log.info(`partitions ${event}`, { partitions: partitions.map((p) => p.partition) }),
   });
@@ -197,6 +200,16 @@ async function main() {
     }
   }
 
+  /** While a batch is held (the database away): a line when the hold starts, then one every 10 s. */
+  function holdReport() {
+    let reportedAt = 0;
+    return (heldMs: number) => {
+      if (reportedAt > 0 && Date.now() - reportedAt < 10_000) return;
+      reportedAt = Date.now();
+      log.warn("holding the batch: partitions paused, still polling to stay in the group", { heldMs });
+    };
+  }
+
   // Two stages overlap: while PostgreSQL applies batch N, this process fetches and decodes batch N+1. Batches are
   // still applied, dead-lettered and committed strictly one after the other, in offset order.
   type InFlight = { messages: ConsumedMessage[]; decoded: DecodedBatch; applying: ReturnType<typeof applyWithRetry> };
@@ -208,7 +221,7 @@ async function main() {
         ? decodeBatch(messages, { nowMs: Date.now(), h3Resolution: cfg.h3Resolution })
         : undefined;
     if (inFlight) {
-      const done = await inFlight.applying;
+      const done = await consumer.holdWhile(inFlight.applying, holdReport());
       if (!done) break; // stopping while the database is down: leave the batch uncommitted for the next owner
       await finishBatch(inFlight, done);
       inFlight = undefined;

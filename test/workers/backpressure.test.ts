@@ -9,6 +9,7 @@ import { eventually, startNodeWorker, type WorkerProcess } from "../../tools/nod
 import { isolatedPipeline, seedDrivers } from "../../tools/pipeline.ts";
 import { startTcpProxy, type TcpProxy } from "../../tools/tcp-proxy.ts";
 
+const MAX_POLL_INTERVAL_MS = 12_000;
 const run = `bp${process.pid}${Date.now() % 1e6}`;
 let PREFIX: string;
 let db: TestDatabase;
@@ -29,8 +30,9 @@ beforeAll(async () => {
   const pipeline = await isolatedPipeline(run, viaProxy, 2);
   PREFIX = pipeline.prefix;
   drivers = await seedDrivers(db.sql, 50);
-  // Not ready after half a second of failing batches, so the test sees /ready follow the cut.
-  const env = { ...pipeline.env, WORKER_STALLED_AFTER_MS: "500" };
+  // Not ready after half a second of failing batches, so the test sees /ready follow the cut. A short poll interval,
+  // so the test can hold the cut longer than it (a member that stops polling for that long is dropped from its group).
+  const env = { ...pipeline.env, WORKER_STALLED_AFTER_MS: "500", KAFKA_MAX_POLL_INTERVAL_MS: String(MAX_POLL_INTERVAL_MS) };
   bridge = await startNodeWorker("bridge", env);
   await bridge.waitFor("mqtt connected");
   worker = await startNodeWorker("positions", env);
@@ -46,7 +48,11 @@ afterAll(async () => {
   await db?.drop();
 });
 
-test("while PostgreSQL is unreachable the worker retries, keeps running, and applies everything once it is back", async () => {
+/** The longest hold the worker has reported so far (its "holding the batch" lines), in ms. */
+const longestHoldMs = () =>
+  Math.max(0, ...[...worker.output().matchAll(/holding the batch[^\n]*"heldMs":(\d+)/g)].map((m) => Number(m[1])));
+
+test("while PostgreSQL is unreachable, for longer than max.poll.interval.ms, the worker retries, stays in its group, and applies everything once it is back", async () => {
   const t0 = Math.floor(Date.now() / 1000) - 200;
   const publishRound = (round: number) =>
     Promise.all(
@@ -70,6 +76,15 @@ test("while PostgreSQL is unreachable the worker retries, keeps running, and app
   const ready = async () => (await fetch(`http://127.0.0.1:${metricsPort()}/ready`)).status;
   await eventually(async () => (await ready()) === 503, 30_000, "/ready to answer 503 during the cut");
   expect(await trailCount(db.sql)).toBe(50);
+  // The cut outlasts librdkafka's poll interval twice over: the worker holds the batch and keeps polling meanwhile.
+  // (Before holdWhile, the worker died here: librdkafka's "max.poll.interval.ms exceeded", fatal.)
+  await eventually(
+    async () => longestHoldMs() > 2 * MAX_POLL_INTERVAL_MS || worker.proc.exitCode !== null,
+    120_000,
+    "a hold of twice the poll interval",
+  );
+  expect(worker.proc.exitCode).toBeNull();
+  expect(longestHoldMs()).toBeGreaterThan(2 * MAX_POLL_INTERVAL_MS);
 
   proxy.restore();
   await eventually(async () => (await trailCount(db.sql)) === 150, 60_000, "the rounds published while it was down");
@@ -78,4 +93,8 @@ test("while PostgreSQL is unreachable the worker retries, keeps running, and app
   const [late] = await db.sql<{ n: number }[]>`
     select count(*)::int n from driver_state where position_at = to_timestamp(${t0 + 8})`;
   expect(late!.n).toBe(50);
+  // It never left the group: no poll-interval error, no failed commit, its partitions never taken away.
+  expect(worker.output()).not.toContain("max.poll.interval.ms");
+  expect(worker.output()).not.toContain("offset commit failed");
+  expect(worker.output()).not.toContain("partitions revoke");
 });
