@@ -15,6 +15,7 @@ import { createOrderFeed } from "./modules/tracking/feed.ts";
 import { liveStreamCeiling, openFileLimit } from "./modules/tracking/streams.ts";
 
 const SHUTDOWN_DEADLINE_MS = 15_000;
+let stopping = false;
 
 // Something loaded Elysia before production-mode.ts ran: validation errors would echo bodies again.
 if (!isProduction) throw new Error("[api] Elysia is not in production mode (import api/production-mode.ts first)");
@@ -37,6 +38,21 @@ const sql = connectDatabase(cfg.databaseUrl, { max: 20, application: "api" });
 // Not awaited: the API serves reads while Kafka connects; PATCH answers 503 and /ready says why until then.
 const kafka = startKafkaSidecar({ clientId: "tracking-api" });
 const feed = createOrderFeed(sql);
+// LISTEN at start-up, before the first stream: issued lazily, it met a restart's reconnect storm and timed out there
+// (bench:fanout, 18,878 streams). Retried until it holds; /ready answers 503 until then.
+void (async () => {
+  for (let backoffMs = 250; !stopping; backoffMs = Math.min(backoffMs * 2, 10_000)) {
+    try {
+      await feed.start();
+      console.log("[api] listening for order notices");
+      return;
+    } catch (error) {
+      if (stopping) return;
+      console.error(`[api] LISTEN failed, retrying in ${backoffMs} ms: ${error instanceof Error ? error.message : String(error)}`);
+      await Bun.sleep(backoffMs);
+    }
+  }
+})();
 // Drivers' MQTT sign-in needs the broker's password file; without MQTT_PASSWORD_FILE those routes answer 503.
 const mqttAdmin = settings.mqttAdmin;
 const mqttCredentials = mqttAdmin ? createMqttCredentialStore({ ...mqttAdmin, mqttUrl: cfg.mqttUrl }) : undefined;
@@ -69,7 +85,6 @@ console.log(
     `${liveStreamsMax} live streams, open-file limit ${fileLimit ?? "unknown"})`,
 );
 
-let stopping = false;
 async function shutdown(signal: string) {
   if (stopping) return;
   stopping = true;

@@ -30,7 +30,7 @@ export function healthModule(deps: {
       {
         open: true,
         response: { 200: Ready, 503: ErrorModel },
-        detail: { tags, summary: "The database and Kafka answer (503 otherwise)" },
+        detail: { tags, summary: "The database and Kafka answer and the live feed listens (503 otherwise)" },
       },
     )
     .get(

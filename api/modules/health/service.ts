@@ -1,11 +1,14 @@
 import type { Sql } from "../../../lib/db.ts";
 import type { KafkaLink } from "../../kafka/link.ts";
+import type { OrderFeed } from "../tracking/feed.ts";
 import type { Checks } from "./model.ts";
 
 export interface ReadinessDeps {
   sql: Sql;
   kafka: KafkaLink;
   positionsTopic: string;
+  /** The live-tracking feed: ready once its LISTEN is active (the probe issues it if the start-up has not yet). */
+  feed: Pick<OrderFeed, "start">;
   /** A dependency that does not answer by then counts as down: a probe must answer before its caller gives up. */
   probeTimeoutMs?: number;
 }
@@ -37,12 +40,17 @@ export function readinessService(deps: ReadinessDeps) {
 
   return {
     async check(): Promise<Readiness> {
-      const [db, broker] = await Promise.allSettled([within(database(), timeoutMs), within(kafka(), timeoutMs)]);
+      const [db, broker, feed] = await Promise.allSettled([
+        within(database(), timeoutMs),
+        within(kafka(), timeoutMs),
+        within(deps.feed.start(), timeoutMs),
+      ]);
       const problems: string[] = [];
       if (db.status === "rejected") problems.push(`database: ${reason(db.reason)}`);
       if (broker.status === "rejected") problems.push(`kafka: ${reason(broker.reason)}`);
+      if (feed.status === "rejected") problems.push(`live feed (LISTEN): ${reason(feed.reason)}`);
       const up = (r: PromiseSettledResult<unknown>) => (r.status === "fulfilled" ? "up" : "down");
-      return { checks: { database: up(db), kafka: up(broker) }, problems };
+      return { checks: { database: up(db), kafka: up(broker), liveFeed: up(feed) }, problems };
     },
   };
 }

@@ -42,6 +42,12 @@ export interface OrderFeed {
    * following. Called for each notice, with null when notices may have been missed.
    */
   observe(observer: FeedObserver): Promise<() => void>;
+  /**
+   * Issues LISTEN now rather than at the first subscription; resolves once it is active (at once if it already is).
+   * The server calls it at start-up, so the listener is not set up in the middle of a reconnect storm, and /ready
+   * waits for it.
+   */
+  start(): Promise<void>;
   /** Live subscriptions (for the metrics and tests). */
   readonly subscribers: number;
   /** Tells every subscriber to finish; later subscriptions are refused. */
@@ -107,6 +113,10 @@ export function createOrderFeed(sql: Sql): OrderFeed {
   };
 
   return {
+    async start() {
+      if (closed) throw new Error("the order feed is closed");
+      await ensureListening();
+    },
     async subscribe(orderId, listener) {
       if (closed) throw new Error("the order feed is closed");
       const key = orderId.toLowerCase();

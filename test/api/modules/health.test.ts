@@ -31,10 +31,10 @@ describe("GET /health", () => {
 });
 
 describe("GET /ready", () => {
-  test("200 when the database and Kafka answer", async () => {
+  test("200 when the database and Kafka answer and the live feed listens", async () => {
     const res = await h.call("GET", "/ready");
     expect(res.status).toBe(200);
-    expect(res.body).toEqual({ status: "ready", checks: { database: "up", kafka: "up" } });
+    expect(res.body).toEqual({ status: "ready", checks: { database: "up", kafka: "up", liveFeed: "up" } });
   });
 
   test("503 when Kafka is not connected", async () => {
@@ -66,6 +66,8 @@ describe("GET /ready", () => {
       const body = (await res.json()) as ErrorBody;
       expect(body.error.code).toBe("UPSTREAM_UNAVAILABLE");
       expect(body.error.message).toContain("database:");
+      // The live feed's LISTEN needs the same database.
+      expect(body.error.message).toContain("live feed (LISTEN):");
       expect(body.error.message).not.toContain("kafka:");
     } finally {
       await sql.end({ timeout: 0 });

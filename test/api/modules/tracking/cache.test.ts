@@ -23,6 +23,7 @@ function scriptedFeed() {
       await listening;
       return () => void observers.delete(observer);
     },
+    start: () => listening,
     subscribers: 0,
     close() {},
   };

@@ -82,4 +82,34 @@ describe("order feed", () => {
     expect(feed.subscribers).toBe(0);
     await down.end({ timeout: 0 });
   });
+
+  test("start() issues the LISTEN before any subscriber, once however often it is called, and not after close()", async () => {
+    const own = connectDatabase(db.url, { max: 2 });
+    const listeners = async () =>
+      (await db.sql<{ n: number }[]>`
+        select count(*)::int as n from pg_stat_activity
+        where datname = current_database() and query ilike ${`listen%${TRACKING_CHANNEL}%`} and pid <> pg_backend_pid()`)[0]!.n;
+    const before = await listeners();
+    const feed = createOrderFeed(own);
+    await feed.start();
+    await feed.start();
+    expect(await listeners()).toBe(before + 1);
+    // Subscribing later reuses it.
+    const got: FeedEvent[] = [];
+    await feed.subscribe(A, (e) => got.push(e));
+    expect(await listeners()).toBe(before + 1);
+    await notify({ order_id: A, status: "confirmed" });
+    await waitFor("the event", () => got.length === 1);
+    feed.close();
+    await expect(feed.start()).rejects.toThrow("closed");
+    await own.end({ timeout: 0 });
+  });
+
+  test("start() on an unreachable database rejects, and the next call tries again", async () => {
+    const down = connectDatabase("postgresql://postgres:postgres@127.0.0.1:1/none", { max: 1 });
+    const feed = createOrderFeed(down);
+    await expect(feed.start()).rejects.toThrow();
+    await expect(feed.start()).rejects.toThrow();
+    await down.end({ timeout: 0 });
+  });
 });

@@ -250,6 +250,7 @@ describe("over real sockets (Bun.serve, a fake feed pushing 32 KB events)", () =
     async observe() {
       return () => undefined;
     },
+    async start() {},
     get subscribers() {
       return listeners.size;
     },
