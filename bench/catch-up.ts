@@ -83,7 +83,10 @@ process.on("exit", () => {
     writeFileSync(`.stack/logs/catch-up-${run}-${i === 0 ? "bridge" : `positions-${i - 1}`}.log`, w.output()),
   );
   writeFileSync(`.stack/logs/catch-up-${run}-samples.json`, JSON.stringify(samples));
+  for (const w of [bridge, ...workers]) w.proc.kill("SIGTERM");
 });
+// Ctrl-C ends the run through the exit handler above (the logs kept, the services stopped), not around it.
+for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => process.exit(130));
 /** A worker that died: its exit status and last output, once the process has really gone (then the run ends). */
 async function reportDeadWorker(i: number): Promise<never> {
   const w = workers[i]!;

@@ -71,3 +71,42 @@ test("drivers silent for longer than OFFLINE_AFTER go offline, are logged, and t
   );
   await listener.unlisten();
 });
+
+// Silence is judged against the newest position received from anyone (0016), never later than now(), and never
+// more than an hour before it. Each row: how long ago each driver's last position reached us, and who goes offline.
+const STREAM_TIME_CASES = [
+  {
+    name: "the pipeline is 10 minutes behind (draining after an outage): only the driver silent 80 s before the newest fix",
+    receivedAgo: [600, 610, 655, 680],
+    offline: [false, false, false, true],
+  },
+  {
+    name: "the pipeline is current: the wall clock, as before",
+    receivedAgo: [0, 30, 55, 65, 600],
+    offline: [false, false, false, true, true],
+  },
+  {
+    name: "the whole fleet silent for two hours: after an hour the wall clock rules again",
+    receivedAgo: [7_200, 7_210],
+    offline: [true, true],
+  },
+] as const;
+
+for (const c of STREAM_TIME_CASES) {
+  test(`silence on the stream's time: ${c.name}`, async () => {
+    await db.sql`update driver_state set current_order_id = null`;
+    await db.sql`delete from orders`;
+    await db.sql`delete from drivers`;
+    const drivers = await db.sql<{ id: string }[]>`
+      insert into drivers (name) select 'd' || g from generate_series(1, ${c.receivedAgo.length}) g returning id`;
+    await db.sql`
+      insert into driver_state (driver_id, status, received_at, position_at, status_since)
+      select d, 'available', now() - make_interval(secs => ago), now() - make_interval(secs => ago), now() - interval '3 hours'
+      from unnest(${drivers.map((d) => d.id)}::uuid[], ${[...c.receivedAgo]}::float8[]) as x(d, ago)`;
+    await db.sql`select sweep_offline_drivers(interval '60 seconds')`;
+    const rows = await db.sql<{ id: string; status: string }[]>`
+      select driver_id as id, status::text from driver_state where driver_id = any (${drivers.map((d) => d.id)}::uuid[])`;
+    const status = new Map(rows.map((r) => [r.id, r.status]));
+    expect(drivers.map((d) => status.get(d.id) === "offline")).toEqual([...c.offline]);
+  });
+}
