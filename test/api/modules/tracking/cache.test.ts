@@ -259,7 +259,8 @@ describe("track cache on the real database", () => {
     expect(seen.driver.lat).toBe(moved.lat);
     expect(seen.driver.name).toBe("Renamed"); // ...until the order's next notice
 
-    await h.sql`update driver_state set received_at = now() - interval '1 hour' where driver_id = ${driverId}`;
+    // Silent for two hours: with nobody else reporting, silence is judged on the wall clock only after an hour (0016).
+    await h.sql`update driver_state set received_at = now() - interval '2 hours' where driver_id = ${driverId}`;
     await h.sql`select sweep_offline_drivers(interval '60 seconds')`;
     await eventually(path, (b) => b.driver?.state === "offline");
   });
