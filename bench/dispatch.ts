@@ -9,7 +9,8 @@
  *   - throughput of searches with 16 concurrent callers;
  *   - end-to-end assignments/s with 16 concurrent callers: confirmed orders at generated restaurants, each assigned
  *     by assign_nearest_driver (lock, re-check, order transition), as the API calls it; checked afterwards: no
- *     driver holds two orders, no order two drivers.
+ *     driver holds two orders, no order two drivers; and, as the floor the search leaves, order_transition (0003)
+ *     with the driver given ("transition only").
  * Every speed figure is min / median / max of --runs runs. The ingest side: 0011 adds nothing to driver_state (no
  * index, column or trigger) and leaves apply_position_batch as it was; the run records both, for the result file.
  * Prints a table, writes JSON and an SVG plot under bench/results/. Not a test: nothing here asserts a speed.
@@ -72,7 +73,7 @@ interface Point extends LatLon {
 }
 interface Row {
   mix: string;
-  method: "old (0005)" | "new (0011)" | "select 1";
+  method: "old (0005)" | "new (0011)" | "select 1" | "transition only";
   metric: "p50 ms" | "p99 ms" | "searches/s" | "assignments/s";
   runs: number[];
 }
@@ -143,6 +144,17 @@ async function main() {
         const assign = method === "old (0005)" ? oldAssign : (o: Order) => newAssign(o, areasAround);
         record(mix.name, method, "assignments/s", await throughput(n, (i) => assign(orders[i]!)));
         (invariants[mix.name] ??= []).push(await checkAndReset(n));
+      }
+      {
+        // The floor the search leaves: 0003's order_transition with the driver given (no search), as many orders.
+        const n = Number(args["new-orders"]);
+        const orders = await placeOrders(n, customer!.id, restaurants, run);
+        const free = await sql<{ driver_id: string }[]>`
+          select driver_id from driver_state where status = 'available' and current_order_id is null
+          order by driver_id limit ${n}`;
+        record(mix.name, "transition only", "assignments/s", await throughput(Math.min(n, free.length), (i) =>
+          sql`select id from order_transition(${orders[i]!.id}, 'assign', ${free[i]!.driver_id})`));
+        await checkAndReset(n);
       }
       console.error(`${mix.name}: run ${run}/${RUNS} done`);
     }
@@ -340,10 +352,10 @@ function summary(runs: number[]) {
 
 function printTable(rows: Row[], jsMsPerPoint: number) {
   console.log(`\n${DRIVERS} drivers, ${POINTS} points, ${CONCURRENCY} concurrent callers, min / median / max of ${RUNS} runs`);
-  console.log(`${"mix".padEnd(15)} ${"method".padEnd(11)} ${"metric".padEnd(14)} ${"min".padStart(10)} ${"median".padStart(10)} ${"max".padStart(10)}`);
+  console.log(`${"mix".padEnd(15)} ${"method".padEnd(15)} ${"metric".padEnd(14)} ${"min".padStart(10)} ${"median".padStart(10)} ${"max".padStart(10)}`);
   for (const r of rows) {
     const s = summary(r.runs);
-    console.log(`${r.mix.padEnd(15)} ${r.method.padEnd(11)} ${r.metric.padEnd(14)} ${String(s.min).padStart(10)} ${String(s.median).padStart(10)} ${String(s.max).padStart(10)}`);
+    console.log(`${r.mix.padEnd(15)} ${r.method.padEnd(15)} ${r.metric.padEnd(14)} ${String(s.min).padStart(10)} ${String(s.median).padStart(10)} ${String(s.max).padStart(10)}`);
   }
   console.log(`h3-js search areas (rings 2 and 8) per point, uncached: ${jsMsPerPoint.toFixed(3)} ms`);
 }
