@@ -155,10 +155,11 @@ export interface BatchConsumer {
   commitBatch(messages: ConsumedMessage[]): void;
   /**
    * Waits for `work` (the batch in hand, which the caller cannot finish yet: the database is away) while keeping this
-   * consumer in its group: once `work` has taken `afterMs`, every assigned partition is paused and the consumer keeps
-   * polling (librdkafka drops a member that has not polled for max.poll.interval.ms, and its batch is redelivered to
-   * another: found by bench:catch-up, a worker died when a 10-minute database outage ended). Messages fetched before
-   * the pause took effect are kept for the next batch; on resume, fetching goes on from where the caller stopped.
+   * consumer in its group: once `work` has taken a quarter of max.poll.interval.ms (at most 30 s), every assigned
+   * partition is paused and the consumer keeps polling. librdkafka drops a member that has not polled for
+   * max.poll.interval.ms and its batch goes to another (found by bench:catch-up: a worker died as a 10-minute
+   * database outage ended). Messages fetched before the pause took effect are kept for the next batch; on resume,
+   * fetching goes on from where the caller stopped.
    */
   holdWhile<T>(work: Promise<T>, onHold?: (heldMs: number) => void): Promise<T>;
   /** Consumer lag per partition from the broker's high watermark, for metrics. */
@@ -231,7 +232,7 @@ export async function createBatchConsumer(options: BatchConsumerOptions): Promis
     });
 
   // Messages fetched while holding (a partition assigned during the hold, before it was paused too).
-  let carried: ConsumedMessage[] = [];
+  const carried: ConsumedMessage[] = [];
 
   return {
     async nextBatch(max, windowMs) {
