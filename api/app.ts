@@ -20,6 +20,7 @@ import { opsModule } from "./modules/ops/index.ts";
 import { pagesModule } from "./modules/ops/pages.ts";
 import { createPipelineHealth } from "./modules/ops/pipeline-health.ts";
 import { ordersModule } from "./modules/orders/index.ts";
+import type { DispatchDeps } from "./modules/orders/service.ts";
 import type { TrackCacheOptions } from "./modules/tracking/cache.ts";
 import type { OrderFeed } from "./modules/tracking/feed.ts";
 import { createTrackCacheFor, trackingModule } from "./modules/tracking/index.ts";
@@ -49,6 +50,8 @@ export interface ApiDeps {
   mqttUrl?: string;
   /** The workers' Prometheus endpoints the operations page's health panel reads (default: OPS_METRICS_URLS). */
   opsMetricsUrls?: readonly string[];
+  /** Dispatch through the in-memory index of available drivers and batched assignments (config DISPATCH_*). */
+  dispatch?: DispatchDeps;
 }
 
 export function createApp(deps: ApiDeps) {
@@ -86,7 +89,7 @@ export function createApp(deps: ApiDeps) {
     .use(healthModule({ readiness, registry: metrics.registry, auth }))
     .use(trackingModule({ ...deps, cache, auth, access, liveStreams }))
     .use(driversModule({ ...deps, auth, mqttUrl: deps.mqttUrl ?? "mqtt://127.0.0.1:1883" }))
-    .use(ordersModule({ sql: deps.sql, auth, access, tokens, trackingLinkTtlSeconds: deps.auth.trackingLinkTtlSeconds }))
+    .use(ordersModule({ sql: deps.sql, auth, access, tokens, trackingLinkTtlSeconds: deps.auth.trackingLinkTtlSeconds, dispatch: deps.dispatch }))
     .use(opsModule({ sql: deps.sql, auth, pipeline, h3Resolution: cfg.h3Resolution }))
     .use(pagesModule({ auth, config: { tileUrl: cfg.mapTileUrl, city: cfg.mapCity } }));
   // Deny by default: a route that forgot to say who may call it stops the API from starting.

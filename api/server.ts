@@ -11,6 +11,9 @@ import { exitCodeFor } from "../lib/errors.ts";
 import { createMqttCredentialStore } from "../lib/mqtt-credentials.ts";
 import { createApp } from "./app.ts";
 import { startKafkaSidecar } from "./kafka/sidecar-client.ts";
+import { FALLBACK_REACH_M } from "./modules/orders/assignment.ts";
+import { createDispatcher } from "./modules/orders/dispatcher.ts";
+import { createDriverIndex } from "./modules/orders/driver-index.ts";
 import { createOrderFeed } from "./modules/tracking/feed.ts";
 import { liveStreamCeiling, openFileLimit } from "./modules/tracking/streams.ts";
 
@@ -53,6 +56,21 @@ void (async () => {
     }
   }
 })();
+// Dispatch: the available drivers in memory, re-read every DISPATCH_INDEX_REFRESH_MS (a failed read is logged and
+// retried at the next; after three refreshes without one, assignments search H3 cells until one succeeds).
+const dispatch = cfg.dispatchIndexRefreshMs > 0
+  ? {
+      index: createDriverIndex(sql, {
+        refreshMs: cfg.dispatchIndexRefreshMs,
+        candidates: cfg.dispatchCandidates,
+        maxDistanceKm: FALLBACK_REACH_M / 1000,
+        onError: (error) =>
+          console.error(`[api] reading available drivers failed: ${error instanceof Error ? error.message : String(error)}`),
+      }),
+      dispatcher: createDispatcher(sql, { inFlight: cfg.dispatchBatchesInFlight }),
+    }
+  : undefined;
+dispatch?.index.start();
 // Drivers' MQTT sign-in needs the broker's password file; without MQTT_PASSWORD_FILE those routes answer 503.
 const mqttAdmin = settings.mqttAdmin;
 const mqttCredentials = mqttAdmin ? createMqttCredentialStore({ ...mqttAdmin, mqttUrl: cfg.mqttUrl }) : undefined;
@@ -68,6 +86,7 @@ const app = createApp({
   auth: settings.auth,
   mqttUrl: cfg.mqttUrl,
   mqttCredentials,
+  dispatch,
 }).listen({
   port: cfg.apiPort,
   hostname: cfg.apiHost,
@@ -94,6 +113,7 @@ async function shutdown(signal: string) {
     process.exit(1);
   }, SHUTDOWN_DEADLINE_MS);
   feed.close();
+  dispatch?.index.stop();
   await app.stop();
   await kafka.close();
   await mqttCredentials?.close();

@@ -247,6 +247,15 @@ export function parseConfig(env: Env = process.env) {
     apiTls: apiTls(env),
     driverApiUrl: url(env, "DRIVER_API_URL", "http://127.0.0.1:8000", ["http:", "https:"]),
     h3Resolution: integer(env, "H3_RESOLUTION", 9, 0, 15),
+    /**
+     * The API's in-memory index of available drivers (dispatch, migration 0017) is re-read this often; 0 turns it
+     * off (every assignment then searches H3 cells, 0011). Its answers are up to this old (docs/dispatch.md).
+     */
+    dispatchIndexRefreshMs: integer(env, "DISPATCH_INDEX_REFRESH_MS", 2_000, 0, 600_000),
+    /** How many of the index's nearest drivers an assignment proposes to the database, which claims the nearest free one. */
+    dispatchCandidates: integer(env, "DISPATCH_CANDIDATES", 8, 1, 256),
+    /** Assignment batches in flight at once per API process (each one transaction on its own connection). */
+    dispatchBatchesInFlight: integer(env, "DISPATCH_BATCHES_IN_FLIGHT", 2, 1, 16),
     offlineAfterSeconds: integer(env, "OFFLINE_AFTER", 60, 1, 86_400),
     // Messages, not positions: phones batch, so 10,000 messages are ~40,000 positions, where bench:db peaks.
     batchMaxMessages: integer(env, "BATCH_MAX_MESSAGES", 10_000, 1, 1_000_000),

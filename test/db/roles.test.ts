@@ -72,6 +72,9 @@ const CASES: { role: ServiceRole; action: string; run: Action; expected: string 
     },
     expected: "T1409",
   },
+  { role: "tracking_api", action: "the dispatch index's read (available_drivers, 0017)", run: (sql) => sql`select count(*) from available_drivers()`, expected: "allowed" },
+  { role: "tracking_api", action: "assign_batch (0017), an empty batch", run: (sql) => sql`select * from assign_batch('{}'::uuid[], '{}'::uuid[], '{}'::int[])`, expected: "allowed" },
+  { role: "tracking_api", action: "nearest_among (0017: the owner's, not the API's)", run: (sql) => sql`select * from nearest_among('SRID=4326;POINT(-73.99 40.73)'::geography, '{}'::uuid[])`, expected: "42501" },
   { role: "tracking_api", action: "GET /drivers/{id}'s read", run: (sql) => sql`select d.name, ds.status from drivers d left join driver_state ds on ds.driver_id = d.id`, expected: "allowed" },
   { role: "tracking_api", action: "LISTEN order_tracking", run: (sql) => sql`listen order_tracking`, expected: "allowed" },
   // The API: everything else is refused.
@@ -93,6 +96,7 @@ const CASES: { role: ServiceRole; action: string; run: Action; expected: string 
   // The worker: its own statements are allowed (the COPY + apply path is tested whole below).
   { role: "tracking_worker", action: "open_position_staging() + COPY's target", run: (sql) => sql`select open_position_staging()`.then(() => sql`insert into position_staging (seq, driver_id, recorded_at, lat, lon, h3) values (0, ${ids.driver}, now(), 40.7, -73.9, 1)`), expected: "allowed" },
   { role: "tracking_worker", action: "UPDATE tracking_settings (offline_after_s)", run: (sql) => sql`update tracking_settings set offline_after_s = 60 where id = 1`, expected: "allowed" },
+  { role: "tracking_worker", action: "assign_batch (0017)", run: (sql) => sql`select * from assign_batch('{}'::uuid[], '{}'::uuid[], '{}'::int[])`, expected: "42501" },
   { role: "tracking_worker", action: "sweep_offline_drivers()", run: (sql) => sql`select sweep_offline_drivers()`, expected: "allowed" },
   { role: "tracking_worker", action: "partition upkeep: trail_upkeep()", run: (sql) => sql`select trail_upkeep()`, expected: "allowed" },
   // The compact trail (0014): the worker compacts through the function only.

@@ -7,7 +7,7 @@ import { mintTrackingLink, TrackingLink } from "../../auth/tracking-link.ts";
 import type { TokenService } from "../../auth/tokens.ts";
 import { ErrorModel, errorResponses } from "../../model.ts";
 import { NewOrder, Order, OrderParams } from "./model.ts";
-import { ordersService } from "./service.ts";
+import { type DispatchDeps, ordersService } from "./service.ts";
 
 export interface OrdersModuleDeps {
   sql: Sql;
@@ -15,6 +15,8 @@ export interface OrdersModuleDeps {
   access: OrderAccess;
   tokens: TokenService;
   trackingLinkTtlSeconds: number;
+  /** The in-memory index and batched assignments (server.ts); absent, assignments search H3 cells only. */
+  dispatch?: DispatchDeps;
 }
 
 const guarded = { ...errorResponses, 401: ErrorModel, 403: ErrorModel };
@@ -23,7 +25,7 @@ const tags = ["orders"];
 const PlacedOrder = t.Composite([Order, t.Object({ tracking: TrackingLink })]);
 
 export function ordersModule(deps: OrdersModuleDeps) {
-  const orders = ordersService(deps.sql);
+  const orders = ordersService(deps.sql, undefined, deps.dispatch);
   const byId = { params: OrderParams, response: { 200: Order, ...refused } };
 
   return (
