@@ -11,24 +11,33 @@
  *     by assign_nearest_driver (lock, re-check, order transition), as the API calls it; checked afterwards: no
  *     driver holds two orders, no order two drivers; and, as the floor the search leaves, order_transition (0003)
  *     with the driver given ("transition only").
+ *   - 0017's way, as the API runs it by default: its in-memory index of available drivers (re-read every 2 s,
+ *     running during the run) proposes the nearest 8, the database ranks them (nearest_among) — exactness against
+ *     the same exhaustive scan, latency, searches/s — and assigns through the API's dispatcher (batches, 2 in
+ *     flight; T1409 falls back to 0011's search), with 16 and with 64 concurrent callers; and the index's feed: one
+ *     read's wall time, the API's CPU and the database backend's CPU (from /proc), per read.
  * Every speed figure is min / median / max of --runs runs. The ingest side: 0011 adds nothing to driver_state (no
  * index, column or trigger) and leaves apply_position_batch as it was; the run records both, for the result file.
  * Prints a table, writes JSON and an SVG plot under bench/results/. Not a test: nothing here asserts a speed.
  */
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import {
   areaArguments,
   assignInWideningAreas,
   bigintArray,
+  FALLBACK_REACH_M,
   type SearchArea,
   SEARCH_RINGS,
   searchAreaCache,
   searchAreas,
 } from "../api/modules/orders/assignment.ts";
+import { createDispatcher } from "../api/modules/orders/dispatcher.ts";
+import { createDriverIndex, type DriverIndex } from "../api/modules/orders/driver-index.ts";
 import { generateData } from "../db/generate.ts";
 import { cityByName, type LatLon, randomPoint } from "../lib/cities.ts";
 import { config } from "../lib/config.ts";
-import { connectDatabase, type Sql } from "../lib/db.ts";
+import { connectDatabase, type Sql, sqlState } from "../lib/db.ts";
 import { cellOf, cellsAround } from "../lib/h3.ts";
 import { createRng } from "../lib/random.ts";
 import { type PlotSpec, resultStem, writePlot } from "./support/plot.ts";
@@ -41,6 +50,8 @@ const { values: args } = parseArgs({
     points: { type: "string", default: "1000" },
     runs: { type: "string", default: "3" },
     concurrency: { type: "string", default: "16" },
+    /** The second, larger number of callers for 0017's assignments (the dispatcher batches what waits). */
+    "wide-concurrency": { type: "string", default: "64" },
     // Searches per throughput measurement, and orders per assignment measurement (the old way is ~100x slower).
     "new-queries": { type: "string", default: "8000" },
     "old-queries": { type: "string", default: "800" },
@@ -53,6 +64,8 @@ const DRIVERS = Number(args.drivers);
 const POINTS = Number(args.points);
 const RUNS = Number(args.runs);
 const CONCURRENCY = Number(args.concurrency);
+const WIDE_CONCURRENCY = Number(args["wide-concurrency"]);
+const INDEX_METHOD = "index (0017)";
 const SEED = Number(args.seed);
 const MIXES = [
   { name: "all available", share: 1 },
@@ -65,7 +78,9 @@ const city = cityByName("nyc");
 // A scratch database, as bench/db.ts: the demo data is never touched.
 const scratch = await createScratchDatabase(`bench_dispatch_${Date.now()}`);
 const dbName = scratch.name;
-const sql = connectDatabase(scratch.url, { max: CONCURRENCY, application: "bench-dispatch" });
+const sql = connectDatabase(scratch.url, { max: Math.max(CONCURRENCY, WIDE_CONCURRENCY), application: "bench-dispatch" });
+// The index's own connection, as in the API (its reads are timed apart): one backend, whose CPU /proc tells.
+const indexSql = connectDatabase(scratch.url, { max: 1, application: "bench-dispatch-index" });
 
 interface Point extends LatLon {
   oldCells: bigint[];
@@ -73,8 +88,9 @@ interface Point extends LatLon {
 }
 interface Row {
   mix: string;
-  method: "old (0005)" | "new (0011)" | "select 1" | "transition only";
-  metric: "p50 ms" | "p99 ms" | "searches/s" | "assignments/s";
+  method: "old (0005)" | "new (0011)" | "select 1" | "transition only" | typeof INDEX_METHOD;
+  metric: "p50 ms" | "p99 ms" | "searches/s" | "assignments/s" | "assignments/s, wide" | "feed read ms" |
+    "feed API CPU ms" | "feed PG CPU ms";
   runs: number[];
 }
 
@@ -114,7 +130,38 @@ async function main() {
     console.error(`${mix.name}: ${exactness[mix.name]!.same}/${POINTS} points give the exhaustive scan's driver`);
     const areasAround = searchAreaCache(RESOLUTION);
     for (const r of restaurants) for (const area of areasAround(r.lat, r.lon).slice(0, 1)) area(); // the API's warm cache
+    const index = createDriverIndex(indexSql, { refreshMs: 2_000, candidates: 8, maxDistanceKm: FALLBACK_REACH_M / 1000 });
+    await index.refresh();
+    exactness[`${mix.name}, ${INDEX_METHOD}`] = await checkIndexExactness(points, index);
+    console.error(`${mix.name}: ${exactness[`${mix.name}, ${INDEX_METHOD}`]!.same}/${POINTS} points: the index's proposals give the exhaustive scan's driver`);
     for (let run = 1; run <= RUNS; run++) {
+      const feed = await measureFeed(index);
+      record(mix.name, INDEX_METHOD, "feed read ms", feed.wall);
+      record(mix.name, INDEX_METHOD, "feed API CPU ms", feed.api);
+      record(mix.name, INDEX_METHOD, "feed PG CPU ms", feed.pg);
+      index.start();
+      {
+        await indexSearch(points[0]!, index);
+        const latencies: number[] = [];
+        for (const p of points) {
+          const t = performance.now();
+          await indexSearch(p, index);
+          latencies.push(performance.now() - t);
+        }
+        latencies.sort((a, b) => a - b);
+        record(mix.name, INDEX_METHOD, "p50 ms", percentile(latencies, 0.5));
+        record(mix.name, INDEX_METHOD, "p99 ms", percentile(latencies, 0.99));
+        record(mix.name, INDEX_METHOD, "searches/s", await throughput(Number(args["new-queries"]), (i) => indexSearch(points[i % POINTS]!, index)));
+        for (const [metric, callers] of [["assignments/s", CONCURRENCY], ["assignments/s, wide", WIDE_CONCURRENCY]] as const) {
+          const n = Number(args["new-orders"]);
+          const orders = await placeOrders(n, customer!.id, restaurants, run);
+          await index.refresh();
+          const dispatcher = createDispatcher(sql, { inFlight: 2 });
+          record(mix.name, INDEX_METHOD, metric, await throughput(n, (i) => indexAssign(orders[i]!, index, dispatcher, areasAround), callers));
+          (invariants[mix.name] ??= []).push(await checkAndReset(n));
+        }
+      }
+      index.stop();
       const floor: number[] = [];
       for (let i = 0; i < POINTS; i++) {
         const t = performance.now();
@@ -167,7 +214,7 @@ async function main() {
   const commit = Bun.spawnSync(["git", "rev-parse", "--short", "HEAD"]).stdout.toString().trim();
   await Bun.write(`${stem}.json`, JSON.stringify({
     parameters: { drivers: DRIVERS, restaurants: Number(args.restaurants), points: POINTS, runs: RUNS,
-                  concurrency: CONCURRENCY, resolution: RESOLUTION, seed: SEED, mixes: MIXES,
+                  concurrency: CONCURRENCY, wideConcurrency: WIDE_CONCURRENCY, indexRefreshMs: 2_000, candidates: 8, resolution: RESOLUTION, seed: SEED, mixes: MIXES,
                   queries: { old: Number(args["old-queries"]), new: Number(args["new-queries"]) },
                   orders: { old: Number(args["old-orders"]), new: Number(args["new-orders"]) } },
     machine: { postgres: machine?.version, cpus: navigator.hardwareConcurrency, commit },
@@ -268,11 +315,11 @@ async function checkExactness(points: Point[]) {
   return { points: points.length, same, found, byArea };
 }
 
-/** Operations per second with CONCURRENCY callers taking the next index until n are done. */
-async function throughput(n: number, op: (i: number) => Promise<unknown>): Promise<number> {
+/** Operations per second with `callers` (CONCURRENCY) callers taking the next index until n are done. */
+async function throughput(n: number, op: (i: number) => Promise<unknown>, callers = CONCURRENCY): Promise<number> {
   let next = 0;
   const started = performance.now();
-  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+  await Promise.all(Array.from({ length: callers }, async () => {
     for (let i = next++; i < n; i = next++) await op(i);
   }));
   return n / ((performance.now() - started) / 1000);
@@ -311,6 +358,66 @@ async function newAssign(order: Order, areasAround: ReturnType<typeof searchArea
     sql`select id from assign_nearest_driver(${order.id}, ${areaArguments(sql, area)})`);
 }
 
+/** 0017's search as the API runs it: the index's 8 nearest, ranked by the database on their current rows. */
+async function indexSearch(p: LatLon, index: DriverIndex): Promise<string | undefined> {
+  const proposed = index.propose(p.lat, p.lon);
+  if (!proposed || proposed.length === 0) return undefined;
+  const [row] = await sql<{ driver_id: string }[]>`
+    select driver_id from nearest_among(${geography(p)}, ${`{${proposed.join(",")}}`}::uuid[])`;
+  return row?.driver_id;
+}
+
+async function checkIndexExactness(points: Point[], index: DriverIndex) {
+  const truth = await exhaustiveNearest(points);
+  await index.refresh(); // the truth takes seconds: a snapshot older than three refreshes would propose nothing
+  let same = 0;
+  let found = 0;
+  for (const [i, p] of points.entries()) {
+    const got = await indexSearch(p, index);
+    if (got) found++;
+    if (got === truth[i]) same++;
+  }
+  return { points: points.length, same, found, byArea: {} };
+}
+
+/** 0017's assignment as the API's service runs it: propose, batch, fall back to 0011's search on T1409. */
+async function indexAssign(
+  order: Order,
+  index: DriverIndex,
+  dispatcher: ReturnType<typeof createDispatcher>,
+  areasAround: ReturnType<typeof searchAreaCache>,
+) {
+  const proposed = index.propose(order.lat, order.lon);
+  if (proposed && proposed.length > 0) {
+    try {
+      const driverId = await dispatcher.assign(order.id, proposed);
+      index.claimed(driverId);
+      return driverId;
+    } catch (error) {
+      if (sqlState(error) !== "T1409") throw error;
+    }
+  }
+  return newAssign(order, areasAround);
+}
+
+/** One read of the index's feed: wall time, this process's CPU, and its database backend's CPU (/proc, in ticks). */
+async function measureFeed(index: DriverIndex) {
+  const [backend] = await indexSql<{ pid: number }[]>`select pg_backend_pid() as pid`;
+  const ticks = () => {
+    const fields = readFileSync(`/proc/${backend!.pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    return Number(fields[11]) + Number(fields[12]); // utime + stime, after the command name
+  };
+  const tick = 1000 / 100; // ms per clock tick (CLK_TCK is 100 on Linux)
+  const pgBefore = ticks();
+  const cpuBefore = process.cpuUsage();
+  const started = performance.now();
+  const reads = 5;
+  for (let i = 0; i < reads; i++) await index.refresh();
+  const wall = (performance.now() - started) / reads;
+  const cpu = process.cpuUsage(cpuBefore);
+  return { wall, api: (cpu.user + cpu.system) / 1000 / reads, pg: ((ticks() - pgBefore) * tick) / reads };
+}
+
 /** The invariants after a burst of concurrent assignments, then every order gone and its driver available again. */
 async function checkAndReset(orders: number) {
   const [check] = await sql<{ assigned: number; shared: number; double: number }[]>`
@@ -335,7 +442,7 @@ async function ingestSide() {
            pg_get_functiondef('apply_position_batch'::regproc) like '%nearest%' as apply_mentions_0011`;
   return {
     applyPathChanged: false,
-    note: "0011 creates two functions and their grants: no DDL on driver_state, and apply_position_batch is not redefined",
+    note: "0011 and 0017 create functions and their grants: no DDL on driver_state, and apply_position_batch is not redefined",
     driverStateIndexes: row!.indexes, driverStateTriggers: row!.triggers, applyPositionBatchMd5: row!.apply_md5,
   };
 }
@@ -393,7 +500,7 @@ function plotSpec(rows: Row[]): PlotSpec {
     title: `Nearest available driver, ${DRIVERS} drivers (bars: median of ${RUNS} runs; rules: min to max)`,
     vconcat: [
       panel(["p50 ms", "p99 ms"], "search latency, ms"),
-      panel(["searches/s", "assignments/s"], `throughput, ${CONCURRENCY} concurrent callers`),
+      panel(["searches/s", "assignments/s", "assignments/s, wide"], `throughput, ${CONCURRENCY} concurrent callers (wide: ${WIDE_CONCURRENCY})`),
     ],
   } as PlotSpec;
 }
@@ -402,5 +509,6 @@ try {
   await main();
 } finally {
   await sql.end({ timeout: 5 });
+  await indexSql.end({ timeout: 5 });
   await scratch.drop();
 }
