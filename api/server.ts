@@ -13,7 +13,7 @@ import { createApp } from "./app.ts";
 import { startKafkaSidecar } from "./kafka/sidecar-client.ts";
 import { FALLBACK_REACH_M } from "./modules/orders/assignment.ts";
 import { createDispatcher } from "./modules/orders/dispatcher.ts";
-import { createDriverIndex } from "./modules/orders/driver-index.ts";
+import { createDriverIndex, readerInWorker } from "./modules/orders/driver-index.ts";
 import { createOrderFeed } from "./modules/tracking/feed.ts";
 import { liveStreamCeiling, openFileLimit } from "./modules/tracking/streams.ts";
 
@@ -60,7 +60,8 @@ void (async () => {
 // retried at the next; after three refreshes without one, assignments search H3 cells until one succeeds).
 const dispatch = cfg.dispatchIndexRefreshMs > 0
   ? {
-      index: createDriverIndex(sql, {
+      // Read, decoded and indexed on a worker thread with its own connection: never on the event loop.
+      index: createDriverIndex(readerInWorker(cfg.databaseUrl), {
         refreshMs: cfg.dispatchIndexRefreshMs,
         candidates: cfg.dispatchCandidates,
         maxDistanceKm: FALLBACK_REACH_M / 1000,
@@ -113,7 +114,7 @@ async function shutdown(signal: string) {
     process.exit(1);
   }, SHUTDOWN_DEADLINE_MS);
   feed.close();
-  dispatch?.index.stop();
+  dispatch?.index.close();
   await app.stop();
   await kafka.close();
   await mqttCredentials?.close();

@@ -33,7 +33,7 @@ import {
   searchAreas,
 } from "../api/modules/orders/assignment.ts";
 import { createDispatcher } from "../api/modules/orders/dispatcher.ts";
-import { createDriverIndex, type DriverIndex } from "../api/modules/orders/driver-index.ts";
+import { createDriverIndex, type DriverIndex, readerInWorker } from "../api/modules/orders/driver-index.ts";
 import { generateData } from "../db/generate.ts";
 import { cityByName, type LatLon, randomPoint } from "../lib/cities.ts";
 import { config } from "../lib/config.ts";
@@ -79,8 +79,8 @@ const city = cityByName("nyc");
 const scratch = await createScratchDatabase(`bench_dispatch_${Date.now()}`);
 const dbName = scratch.name;
 const sql = connectDatabase(scratch.url, { max: Math.max(CONCURRENCY, WIDE_CONCURRENCY), application: "bench-dispatch" });
-// The index's own connection, as in the API (its reads are timed apart): one backend, whose CPU /proc tells.
-const indexSql = connectDatabase(scratch.url, { max: 1, application: "bench-dispatch-index" });
+// Finds the index reader's backend (application api-dispatch-index), whose CPU /proc tells.
+const indexSql = connectDatabase(scratch.url, { max: 1, application: "bench-dispatch-feed" });
 
 interface Point extends LatLon {
   oldCells: bigint[];
@@ -130,7 +130,10 @@ async function main() {
     console.error(`${mix.name}: ${exactness[mix.name]!.same}/${POINTS} points give the exhaustive scan's driver`);
     const areasAround = searchAreaCache(RESOLUTION);
     for (const r of restaurants) for (const area of areasAround(r.lat, r.lon).slice(0, 1)) area(); // the API's warm cache
-    const index = createDriverIndex(indexSql, { refreshMs: 2_000, candidates: 8, maxDistanceKm: FALLBACK_REACH_M / 1000 });
+    // As the API runs it: read, decoded and indexed on a worker thread with its own connection.
+    const index = createDriverIndex(readerInWorker(scratch.url), {
+      refreshMs: 2_000, candidates: 8, maxDistanceKm: FALLBACK_REACH_M / 1000,
+    });
     await index.refresh();
     exactness[`${mix.name}, ${INDEX_METHOD}`] = await checkIndexExactness(points, index);
     console.error(`${mix.name}: ${exactness[`${mix.name}, ${INDEX_METHOD}`]!.same}/${POINTS} points: the index's proposals give the exhaustive scan's driver`);
@@ -205,6 +208,7 @@ async function main() {
       }
       console.error(`${mix.name}: run ${run}/${RUNS} done`);
     }
+    index.close();
   }
 
   const ingest = await ingestSide();
@@ -400,9 +404,14 @@ async function indexAssign(
   return newAssign(order, areasAround);
 }
 
-/** One read of the index's feed: wall time, this process's CPU, and its database backend's CPU (/proc, in ticks). */
+/**
+ * One read of the index's feed: wall time, this process's CPU (every thread: the reader thread decodes and builds),
+ * and the reader's database backend's CPU (/proc, in ticks).
+ */
 async function measureFeed(index: DriverIndex) {
-  const [backend] = await indexSql<{ pid: number }[]>`select pg_backend_pid() as pid`;
+  await index.refresh(); // its connection exists from the first read on
+  const [backend] = await indexSql<{ pid: number }[]>`
+    select pid from pg_stat_activity where application_name = 'api-dispatch-index' and datname = current_database()`;
   const ticks = () => {
     const fields = readFileSync(`/proc/${backend!.pid}/stat`, "utf8").split(") ")[1]!.split(" ");
     return Number(fields[11]) + Number(fields[12]); // utime + stime, after the command name

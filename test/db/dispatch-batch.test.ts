@@ -4,7 +4,7 @@
 // concurrent assignments through the API's service never share a driver. On real PostgreSQL + PostGIS.
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { createDispatcher } from "../../api/modules/orders/dispatcher.ts";
-import { createDriverIndex } from "../../api/modules/orders/driver-index.ts";
+import { createDriverIndex, readerInWorker, readerOn } from "../../api/modules/orders/driver-index.ts";
 import { ordersService } from "../../api/modules/orders/service.ts";
 import { connectDatabase, type Sql, sqlState } from "../../lib/db.ts";
 import { createRng } from "../../lib/random.ts";
@@ -280,8 +280,11 @@ describe("the API's index and dispatcher", () => {
       })),
     ]);
     const api = connectDatabase(serviceUrl(db.url, "tracking_api"), { max: 2, application: "test-dispatch-index" });
+    // As the API reads: on a worker thread, with its own connection as tracking_api.
+    const index = createDriverIndex(readerInWorker(serviceUrl(db.url, "tracking_api")), {
+      refreshMs: 60_000, candidates: 8, maxDistanceKm: 15,
+    });
     try {
-      const index = createDriverIndex(api, { refreshMs: 60_000, candidates: 8, maxDistanceKm: 15 });
       await index.refresh();
       expect(index.stats().drivers).toBe(1_500);
       for (let i = 0; i < 300; i++) {
@@ -298,13 +301,14 @@ describe("the API's index and dispatcher", () => {
         expect(got!.driver_id).toBe(truth!.driver_id);
       }
     } finally {
+      index.close();
       await api.end({ timeout: 5 });
     }
   }, 60_000);
 
   test("the index forgets a claimed driver until a later read, and proposes nothing from a snapshot too old", async () => {
     const [near, far] = await fixtures.placeDrivers([offset(5, 0), offset(500, 0)]);
-    const index = createDriverIndex(db.sql, { refreshMs: 60_000, candidates: 1, maxDistanceKm: 15, maxAgeMs: 60_000 });
+    const index = createDriverIndex(readerOn(db.sql), { refreshMs: 60_000, candidates: 1, maxDistanceKm: 15, maxAgeMs: 60_000 });
     await index.refresh();
     expect(index.propose(CENTRE.lat, CENTRE.lon)).toEqual([near!]);
     index.claimed(near!);
@@ -312,7 +316,7 @@ describe("the API's index and dispatcher", () => {
     await Bun.sleep(2); // the next read begins after the claim
     await index.refresh();
     expect(index.propose(CENTRE.lat, CENTRE.lon)).toEqual([near!]); // still available in the table: proposed again
-    const stale = createDriverIndex(db.sql, { refreshMs: 60_000, candidates: 1, maxDistanceKm: 15, maxAgeMs: 0 });
+    const stale = createDriverIndex(readerOn(db.sql), { refreshMs: 60_000, candidates: 1, maxDistanceKm: 15, maxAgeMs: 0 });
     expect(stale.propose(CENTRE.lat, CENTRE.lon)).toBeUndefined(); // never read
     await stale.refresh();
     await Bun.sleep(2);
@@ -333,7 +337,7 @@ describe("the API's index and dispatcher", () => {
     const api = connectDatabase(serviceUrl(db.url, "tracking_api"), { max: 16, application: "test-dispatch-service" });
     try {
       // Few candidates, so proposals run out and the exact search over cells (0011) takes over for some orders.
-      const index = createDriverIndex(api, { refreshMs: 60_000, candidates: 3, maxDistanceKm: 15 });
+      const index = createDriverIndex(readerOn(api), { refreshMs: 60_000, candidates: 3, maxDistanceKm: 15 });
       await index.refresh();
       const dispatcher = createDispatcher(api, { inFlight: 3 });
       const service = ordersService(api, { maxTotalCents: 1e9, maxDeliveryKm: 100 }, { index, dispatcher });
