@@ -11,7 +11,7 @@ import { createRng } from "../../lib/random.ts";
 import { serviceUrl } from "../../tools/service-url.ts";
 import { waitFor } from "../api/support/wait.ts";
 import { freshDatabase, type TestDatabase } from "../support/db.ts";
-import { CENTRE, type DriverSpec, dispatchFixtures, geography, offset } from "./support/dispatch-fixtures.ts";
+import { CENTRE, type DriverSpec, dispatchFixtures, geography, modeOf, offset } from "./support/dispatch-fixtures.ts";
 
 let db: TestDatabase;
 let fixtures: ReturnType<typeof dispatchFixtures>;
@@ -164,42 +164,19 @@ describe("assign_batch cases", () => {
     const [viaBatch, viaTransition] = await fixtures.placeDrivers([offset(5, 0), offset(0, 5_000)]);
     const batched = await fixtures.placeOrder(CENTRE);
     const direct = await fixtures.placeOrder(offset(0, 5_000));
-    const listener = connectDatabase(db.url, { max: 1, application: "test-dispatch-batch-notices" });
-    const notices: string[] = [];
-    const modes: string[] = [];
-    try {
-      await listener.listen("order_tracking", (p) => notices.push(p));
-      await listener.listen("driver_mode", (p) => modes.push(p));
+    const { orders: notices, modes } = await fixtures.noticesDuring(async () => {
       const [row] = await assignBatch(db.sql, [{ id: batched, candidates: [viaBatch!] }]);
       expect(row!.driver_id).toBe(viaBatch!);
       await db.sql`select order_transition(${direct}, 'assign', ${viaTransition!})`;
-      await waitFor("both assignments' notices", () => notices.length === 2 && modes.length === 2);
-    } finally {
-      await listener.end({ timeout: 5 });
-    }
-    const effects = async (orderId: string, driverId: string) => {
-      const [order] = await db.sql`
-        select status, driver_id = ${driverId} as has_driver, assigned_at is not null as assigned_at_set,
-               assigned_at = updated_at as stamped_together
-        from orders where id = ${orderId}`;
-      const [driver] = await db.sql`
-        select status, current_order_id = ${orderId} as on_order, status_since = updated_at as stamped_together
-        from driver_state where driver_id = ${driverId}`;
-      const history = await db.sql`
-        select entity, from_status, to_status, event from state_history
-        where entity_id in (${orderId}, ${driverId}) order by id`;
-      return { order, driver, history: [...history] };
-    };
-    expect(await effects(batched, viaBatch!)).toEqual(await effects(direct, viaTransition!));
+    }, 2);
+    expect(await fixtures.assignmentEffects(batched, viaBatch!)).toEqual(
+      await fixtures.assignmentEffects(direct, viaTransition!),
+    );
     expect(notices.map((n) => JSON.parse(n))).toEqual([
       { order_id: batched, status: "assigned" },
       { order_id: direct, status: "assigned" },
     ]);
-    const mode = (n: string) => {
-      const { driver_id: _id, at: _at, ...rest } = JSON.parse(n) as Record<string, unknown>;
-      return rest;
-    };
-    expect(mode(modes[0]!)).toEqual(mode(modes[1]!));
+    expect(modeOf(modes[0]!)).toEqual(modeOf(modes[1]!));
   });
 });
 

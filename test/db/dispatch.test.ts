@@ -21,6 +21,7 @@ import {
   type DriverSpec,
   dispatchFixtures,
   geography,
+  modeOf,
   M_PER_DEG_LAT,
   M_PER_DEG_LON,
   offset,
@@ -205,34 +206,12 @@ describe("assignment cases", () => {
     const [viaSearch, viaTransition] = await placeDrivers([offset(5, 0), offset(0, 5_000)]);
     const searched = await placeOrder(RESTAURANT);
     const direct = await placeOrder(offset(0, 5_000));
-    const listener = connectDatabase(db.url, { max: 1, application: "test-dispatch-notices" });
-    const notices: string[] = [];
-    const modes: string[] = [];
-    try {
-      await listener.listen("order_tracking", (p) => notices.push(p));
-      await listener.listen("driver_mode", (p) => modes.push(p));
+    const { orders: notices, modes } = await fixtures.noticesDuring(async () => {
       expect(await assign(searched, RESTAURANT)).toBe(viaSearch!);
       await db.sql`select order_transition(${direct}, 'assign', ${viaTransition!})`;
-      await waitFor("both assignments' notices", () => notices.length === 2 && modes.length === 2);
-    } finally {
-      await listener.end({ timeout: 5 });
-    }
-    const effects = async (orderId: string, driverId: string) => {
-      const [order] = await db.sql`
-        select status, driver_id = ${driverId} as has_driver, assigned_at is not null as assigned_at_set,
-               assigned_at = updated_at as stamped_together
-        from orders where id = ${orderId}`;
-      const [driver] = await db.sql`
-        select status, current_order_id = ${orderId} as on_order, status_since = updated_at as stamped_together,
-               status_since >= now() - interval '1 minute' as fresh_since
-        from driver_state where driver_id = ${driverId}`;
-      const history = await db.sql`
-        select entity, from_status, to_status, event from state_history
-        where entity_id in (${orderId}, ${driverId}) order by id`;
-      return { order, driver, history: [...history] };
-    };
-    const got = await effects(searched, viaSearch!);
-    expect(got).toEqual(await effects(direct, viaTransition!));
+    }, 2);
+    const got = await fixtures.assignmentEffects(searched, viaSearch!);
+    expect(got).toEqual(await fixtures.assignmentEffects(direct, viaTransition!));
     expect(got.history).toEqual([
       { entity: "driver", from_status: "available", to_status: "assigned", event: "assign" },
       { entity: "order", from_status: "confirmed", to_status: "assigned", event: "assign" },
@@ -242,11 +221,7 @@ describe("assignment cases", () => {
       { order_id: searched, status: "assigned" },
       { order_id: direct, status: "assigned" },
     ]);
-    const mode = (n: string) => {
-      const { driver_id: _id, at: _at, ...rest } = JSON.parse(n) as Record<string, unknown>;
-      return rest;
-    };
-    expect(mode(modes[0]!)).toEqual(mode(modes[1]!));
+    expect(modeOf(modes[0]!)).toEqual(modeOf(modes[1]!));
   });
 
   test("an area that cannot prove its driver the nearest says T1409, not a farther driver", async () => {

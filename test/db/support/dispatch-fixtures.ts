@@ -2,7 +2,8 @@
  * Dispatch fixtures on a real database (test/db/dispatch*.test.ts): drivers placed around a centre in Manhattan with
  * the H3 cell the worker would give them, and confirmed orders at restaurants placed anywhere.
  */
-import type { Sql } from "../../../lib/db.ts";
+import { connectDatabase, type Sql } from "../../../lib/db.ts";
+import { waitFor } from "../../api/support/wait.ts";
 import { cellOf } from "../../../lib/h3.ts";
 import type { TestDatabase } from "../../support/db.ts";
 
@@ -28,6 +29,12 @@ export interface DriverSpec {
 export const geography = (sql: Sql, p: { lat: number; lon: number }) =>
   sql`st_setsrid(st_makepoint(${p.lon}, ${p.lat}), 4326)::geography`;
 
+/** A driver_mode notice without what differs between two drivers (its id, its time). */
+export function modeOf(notice: string): Record<string, unknown> {
+  const { driver_id: _id, at: _at, ...rest } = JSON.parse(notice) as Record<string, unknown>;
+  return rest;
+}
+
 export function dispatchFixtures(db: TestDatabase) {
   let customerId: string | undefined;
 
@@ -40,6 +47,38 @@ export function dispatchFixtures(db: TestDatabase) {
   }
 
   return {
+    /** What an assignment left on the order, the driver and the history (to compare two assignments). */
+    async assignmentEffects(orderId: string, driverId: string) {
+      const [order] = await db.sql`
+        select status, driver_id = ${driverId} as has_driver, assigned_at is not null as assigned_at_set,
+               assigned_at = updated_at as stamped_together
+        from orders where id = ${orderId}`;
+      const [driver] = await db.sql`
+        select status, current_order_id = ${orderId} as on_order, status_since = updated_at as stamped_together,
+               status_since >= now() - interval '1 minute' as fresh_since
+        from driver_state where driver_id = ${driverId}`;
+      const history = await db.sql`
+        select entity, from_status, to_status, event from state_history
+        where entity_id in (${orderId}, ${driverId}) order by id`;
+      return { order, driver, history: [...history] };
+    },
+
+    /** The order_tracking and driver_mode notices sent while `run` runs, once `count` of each have arrived. */
+    async noticesDuring(run: () => Promise<void>, count: number) {
+      const listener = connectDatabase(db.url, { max: 1, application: "test-dispatch-notices" });
+      const orders: string[] = [];
+      const modes: string[] = [];
+      try {
+        await listener.listen("order_tracking", (p) => orders.push(p));
+        await listener.listen("driver_mode", (p) => modes.push(p));
+        await run();
+        await waitFor(`${count} order and ${count} mode notices`, () => orders.length === count && modes.length === count);
+      } finally {
+        await listener.end({ timeout: 5 });
+      }
+      return { orders, modes };
+    },
+
     async clearFleet() {
       await db.sql`delete from state_history`;
       await db.sql`update driver_state set current_order_id = null`;
