@@ -20,7 +20,7 @@ import { opsModule } from "./modules/ops/index.ts";
 import { pagesModule } from "./modules/ops/pages.ts";
 import { createPipelineHealth } from "./modules/ops/pipeline-health.ts";
 import { ordersModule } from "./modules/orders/index.ts";
-import type { DispatchDeps } from "./modules/orders/service.ts";
+import type { DispatchDeps } from "./modules/orders/dispatcher.ts";
 import type { TrackCacheOptions } from "./modules/tracking/cache.ts";
 import type { OrderFeed } from "./modules/tracking/feed.ts";
 import { createTrackCacheFor, trackingModule } from "./modules/tracking/index.ts";

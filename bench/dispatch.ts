@@ -24,6 +24,7 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import {
   areaArguments,
+  arrayLiteral,
   assignInWideningAreas,
   bigintArray,
   FALLBACK_REACH_M,
@@ -32,12 +33,12 @@ import {
   searchAreaCache,
   searchAreas,
 } from "../api/modules/orders/assignment.ts";
-import { createDispatcher } from "../api/modules/orders/dispatcher.ts";
+import { assignProposed, createDispatcher, type DispatchDeps } from "../api/modules/orders/dispatcher.ts";
 import { createDriverIndex, type DriverIndex, readerInWorker } from "../api/modules/orders/driver-index.ts";
 import { generateData } from "../db/generate.ts";
 import { cityByName, type LatLon, randomPoint } from "../lib/cities.ts";
 import { config } from "../lib/config.ts";
-import { connectDatabase, type Sql, sqlState } from "../lib/db.ts";
+import { connectDatabase, type Sql } from "../lib/db.ts";
 import { cellOf, cellsAround } from "../lib/h3.ts";
 import { createRng } from "../lib/random.ts";
 import { type PlotSpec, resultStem, writePlot } from "./support/plot.ts";
@@ -160,7 +161,7 @@ async function main() {
           const orders = await placeOrders(n, customer!.id, restaurants, run);
           await index.refresh();
           const dispatcher = createDispatcher(sql, { inFlight: 2 });
-          record(mix.name, INDEX_METHOD, metric, await throughput(n, (i) => indexAssign(orders[i]!, index, dispatcher, areasAround), callers));
+          record(mix.name, INDEX_METHOD, metric, await throughput(n, (i) => indexAssign(orders[i]!, { index, dispatcher }, areasAround), callers));
           (invariants[mix.name] ??= []).push(await checkAndReset(n));
         }
       }
@@ -367,7 +368,7 @@ async function indexSearch(p: LatLon, index: DriverIndex): Promise<string | unde
   const proposed = index.propose(p.lat, p.lon);
   if (!proposed || proposed.length === 0) return undefined;
   const [row] = await sql<{ driver_id: string }[]>`
-    select driver_id from nearest_among(${geography(p)}, ${`{${proposed.join(",")}}`}::uuid[])`;
+    select driver_id from nearest_among(${geography(p)}, ${arrayLiteral(proposed)}::uuid[])`;
   return row?.driver_id;
 }
 
@@ -385,23 +386,8 @@ async function checkIndexExactness(points: Point[], index: DriverIndex) {
 }
 
 /** 0017's assignment as the API's service runs it: propose, batch, fall back to 0011's search on T1409. */
-async function indexAssign(
-  order: Order,
-  index: DriverIndex,
-  dispatcher: ReturnType<typeof createDispatcher>,
-  areasAround: ReturnType<typeof searchAreaCache>,
-) {
-  const proposed = index.propose(order.lat, order.lon);
-  if (proposed && proposed.length > 0) {
-    try {
-      const driverId = await dispatcher.assign(order.id, proposed);
-      index.claimed(driverId);
-      return driverId;
-    } catch (error) {
-      if (sqlState(error) !== "T1409") throw error;
-    }
-  }
-  return newAssign(order, areasAround);
+async function indexAssign(order: Order, dispatch: DispatchDeps, areasAround: ReturnType<typeof searchAreaCache>) {
+  return (await assignProposed(dispatch, order.id, order.lat, order.lon)) ?? newAssign(order, areasAround);
 }
 
 /**

@@ -3,6 +3,7 @@
 // lock, and leaves what order_transition leaves; the API's index proposes the exhaustive scan's driver; many
 // concurrent assignments through the API's service never share a driver. On real PostgreSQL + PostGIS.
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { arrayLiteral } from "../../api/modules/orders/assignment.ts";
 import { createDispatcher } from "../../api/modules/orders/dispatcher.ts";
 import { createDriverIndex, readerInWorker, readerOn } from "../../api/modules/orders/driver-index.ts";
 import { ordersService } from "../../api/modules/orders/service.ts";
@@ -32,14 +33,13 @@ interface BatchRow {
   error_message: string | null;
 }
 
-const uuids = (ids: readonly string[]) => `{${ids.join(",")}}`;
 
 /** assign_batch with each order's candidates. */
 function assignBatch(sql: Sql, orders: { id: string; candidates: string[] }[]) {
   return sql<BatchRow[]>`
-    select * from assign_batch(${uuids(orders.map((o) => o.id))}::uuid[],
-                               ${uuids(orders.flatMap((o) => o.candidates))}::uuid[],
-                               ${`{${orders.flatMap((o, i) => o.candidates.map(() => i + 1)).join(",")}}`}::int[])`;
+    select * from assign_batch(${arrayLiteral(orders.map((o) => o.id))}::uuid[],
+                               ${arrayLiteral(orders.flatMap((o) => o.candidates))}::uuid[],
+                               ${arrayLiteral(orders.flatMap((o, i) => o.candidates.map(() => i + 1)))}::int[])`;
 }
 
 describe("assign_batch cases", () => {
@@ -152,7 +152,7 @@ describe("assign_batch cases", () => {
     const [driver] = await fixtures.placeDrivers([offset(5, 0)]);
     const orderId = await fixtures.placeOrder(CENTRE);
     const refused = (owners: string) =>
-      db.sql`select * from assign_batch(${uuids([orderId])}::uuid[], ${uuids([driver!])}::uuid[], ${owners}::int[])`
+      db.sql`select * from assign_batch(${arrayLiteral([orderId])}::uuid[], ${arrayLiteral([driver!])}::uuid[], ${owners}::int[])`
         .then(() => "allowed", (e) => sqlState(e));
     expect(await refused("{}")).toBe("T1422");
     expect(await refused("{2}")).toBe("T1422");
@@ -227,7 +227,7 @@ describe("locks: a batch never waits", () => {
       let assigned: Promise<{ driver_id: string }[]> | undefined;
       await holder.begin(async (tx) => {
         await (tx as unknown as Sql)`select 1 from driver_state where driver_id = ${drivers[0]!} for update`;
-        assigned = caller<{ driver_id: string }[]>`select driver_id from assign_among(${orderId}, ${uuids(drivers)}::uuid[])`.execute();
+        assigned = caller<{ driver_id: string }[]>`select driver_id from assign_among(${orderId}, ${arrayLiteral(drivers)}::uuid[])`.execute();
         await waitFor("assign_among to wait for the lock", async () => {
           const [w] = await db.sql<{ n: number }[]>`
             select count(*)::int as n from pg_stat_activity
@@ -269,7 +269,7 @@ describe("the API's index and dispatcher", () => {
         const proposed = index.propose(p.lat, p.lon)!;
         expect(proposed.length).toBe(8);
         const [got] = await db.sql<{ driver_id: string }[]>`
-          select driver_id from nearest_among(${geography(db.sql, p)}, ${uuids(proposed)}::uuid[])`;
+          select driver_id from nearest_among(${geography(db.sql, p)}, ${arrayLiteral(proposed)}::uuid[])`;
         const [truth] = await db.sql<{ driver_id: string }[]>`
           select driver_id from driver_state
           where status = 'available' and current_order_id is null
@@ -351,11 +351,11 @@ describe("rights", () => {
     try {
       for (const [sql, expected] of [[worker, "42501"], [api, "allowed"]] as const) {
         expect(await outcome(sql`select count(*) from available_drivers()`)).toBe(expected);
-        expect(await outcome(sql`select * from assign_among(${orderId}, ${uuids([driver!])}::uuid[])`)).toBe(
+        expect(await outcome(sql`select * from assign_among(${orderId}, ${arrayLiteral([driver!])}::uuid[])`)).toBe(
           expected === "allowed" ? "allowed" : "42501",
         );
         expect(await outcome(assignBatch(sql, []))).toBe(expected);
-        expect(await outcome(sql`select * from nearest_among(${geography(sql, CENTRE)}, ${uuids([driver!])}::uuid[])`)).toBe("42501");
+        expect(await outcome(sql`select * from nearest_among(${geography(sql, CENTRE)}, ${arrayLiteral([driver!])}::uuid[])`)).toBe("42501");
       }
     } finally {
       await Promise.all([api.end({ timeout: 5 }), worker.end({ timeout: 5 })]);

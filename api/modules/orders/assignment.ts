@@ -13,7 +13,8 @@ import { type Sql, sqlState } from "../../../lib/db.ts";
 export const SEARCH_RINGS = [2, 8] as const;
 /** The exhaustive fallback's reach, as 0005's default. */
 export const FALLBACK_REACH_M = 15_000;
-const NO_DRIVER = "T1409";
+/** SQLSTATE of "no (proposed) driver is available here": the next, wider search may find one. */
+export const NO_DRIVER = "T1409";
 /** PostgreSQL's sphere for geography distances, WGS 84's mean radius. */
 const EARTH_RADIUS_M = 6_371_008.7714;
 /**
@@ -106,7 +107,7 @@ export function searchAreaCache(resolution: number, rings: readonly number[] = S
  * with the array types it fetches on a pool's first connection, and a query built on a fresh pool before then sends
  * '1,2,3' (malformed array literal).
  */
-const arrayLiteral = (values: readonly (bigint | number)[]) => `{${values.join(",")}}`;
+export const arrayLiteral = (values: readonly (bigint | number | string)[]) => `{${values.join(",")}}`;
 
 /** PostgreSQL bigint[] from JS bigints. */
 export function bigintArray(sql: Sql, cells: readonly bigint[]) {

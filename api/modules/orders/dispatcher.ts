@@ -8,7 +8,9 @@
  * any other database refusal); 55P03 (the order or its nearest driver locked by another transaction) is retried here
  * alone with `assign_among`, which waits for the lock as 0015 does.
  */
-import type { Sql } from "../../../lib/db.ts";
+import { type Sql, sqlState } from "../../../lib/db.ts";
+import { arrayLiteral, NO_DRIVER } from "./assignment.ts";
+import type { DriverIndex } from "./driver-index.ts";
 
 /** Orders per assign_batch call (the function takes up to 1,000). */
 export const MAX_BATCH = 256;
@@ -41,8 +43,6 @@ export class AssignmentRefused extends Error {
   }
 }
 
-const uuidArray = (ids: readonly string[]) => `{${ids.join(",")}}`;
-
 export function createDispatcher(sql: Sql, options: DispatcherOptions) {
   const maxBatch = Math.max(1, Math.min(options.maxBatch ?? MAX_BATCH, MAX_BATCH));
   const queue: Pending[] = [];
@@ -53,7 +53,7 @@ export function createDispatcher(sql: Sql, options: DispatcherOptions) {
     counters.lockedRetries++;
     try {
       const [row] = await sql<{ driver_id: string }[]>`
-        select driver_id from assign_among(${p.orderId}, ${uuidArray(p.candidates)}::uuid[])`;
+        select driver_id from assign_among(${p.orderId}, ${arrayLiteral(p.candidates)}::uuid[])`;
       p.resolve(row!.driver_id);
     } catch (error) {
       p.reject(error);
@@ -65,17 +65,16 @@ export function createDispatcher(sql: Sql, options: DispatcherOptions) {
     counters.orders += batch.length;
     const rows = await sql<{ order_id: string; driver_id: string | null; error_code: string | null; error_message: string | null }[]>`
       select order_id, driver_id, error_code, error_message from assign_batch(
-        ${uuidArray(batch.map((p) => p.orderId))}::uuid[],
-        ${uuidArray(batch.flatMap((p) => p.candidates))}::uuid[],
-        ${`{${batch.flatMap((p, i) => p.candidates.map(() => i + 1)).join(",")}}`}::int[])`;
-    const retries: Promise<void>[] = [];
+        ${arrayLiteral(batch.map((p) => p.orderId))}::uuid[],
+        ${arrayLiteral(batch.flatMap((p) => p.candidates))}::uuid[],
+        ${arrayLiteral(batch.flatMap((p, i) => p.candidates.map(() => i + 1)))}::int[])`;
     for (const [i, p] of batch.entries()) {
       const row = rows[i];
       if (row?.driver_id) p.resolve(row.driver_id);
-      else if (row?.error_code === LOCKED) retries.push(alone(p));
+      // Retried on its own connection, outside this batch's slot: waiting for the lock must not stall the next batch.
+      else if (row?.error_code === LOCKED) void alone(p);
       else p.reject(new AssignmentRefused(row?.error_code ?? "XX000", row?.error_message ?? "assign_batch gave no answer"));
     }
-    await Promise.all(retries);
   }
 
   let pumpScheduled = false;
@@ -121,3 +120,27 @@ export function createDispatcher(sql: Sql, options: DispatcherOptions) {
 }
 
 export type Dispatcher = ReturnType<typeof createDispatcher>;
+
+/** Dispatch through the in-memory index and batches (0017); without it, every assignment searches H3 cells (0011). */
+export interface DispatchDeps {
+  index: DriverIndex;
+  dispatcher: Dispatcher;
+}
+
+/**
+ * The order given to the nearest of the index's proposals that is still free, or undefined when the index has no
+ * recent snapshot, proposes nobody, or none of its proposals is free (T1409): the caller then searches exactly.
+ * Any other refusal is thrown.
+ */
+export async function assignProposed(dispatch: DispatchDeps, orderId: string, lat: number, lon: number) {
+  const proposed = dispatch.index.propose(lat, lon);
+  if (!proposed || proposed.length === 0) return undefined;
+  try {
+    const driverId = await dispatch.dispatcher.assign(orderId, proposed);
+    dispatch.index.claimed(driverId);
+    return driverId;
+  } catch (error) {
+    if (sqlState(error) === NO_DRIVER) return undefined;
+    throw error;
+  }
+}

@@ -7,11 +7,13 @@
  * What it trades (docs/dispatch.md): its snapshot is up to a refresh old, so a driver who became available, or came
  * nearer than the proposed ones, since then is not proposed. Why flatbush: at 100,000 drivers under Bun it builds in
  * ~20 ms and answers in tens of µs, where kdbush + geokdbush took 40–130 ms and ~100 µs. The tree holds plain
- * degrees (x = longitude, y = latitude); `nearestOnSphere` turns that into the nearest by great-circle distance. When the snapshot is older than `maxAgeMs` (the database
- * unreachable) it proposes nothing and the caller uses the exact search over H3 cells (0011).
+ * degrees (x = longitude, y = latitude); `nearestOnSphere` turns that into the nearest by great-circle distance.
+ * When the snapshot is older than `maxAgeMs` (the database unreachable) it proposes nothing and the caller uses the
+ * exact search over H3 cells (0011).
  */
 import Flatbush from "flatbush";
 import type { Sql } from "../../../lib/db.ts";
+import { haversineM } from "../../../lib/position.ts";
 
 export interface DriverIndexOptions {
   refreshMs: number;
@@ -49,13 +51,6 @@ function uuidAt(ids: Uint8Array, i: number): string {
 const M_PER_DEGREE_LAT = 111_195;
 const RAD = Math.PI / 180;
 
-/** Great-circle metres (haversine on PostgreSQL's sphere radius). */
-function metres(lat1: number, lon1: number, lat2: number, lon2: number): number {
-  const h = Math.sin(((lat2 - lat1) * RAD) / 2) ** 2 +
-    Math.cos(lat1 * RAD) * Math.cos(lat2 * RAD) * Math.sin(((lon2 - lon1) * RAD) / 2) ** 2;
-  return 2 * 6_371_008.7714 * Math.asin(Math.min(1, Math.sqrt(h)));
-}
-
 /**
  * The `k` nearest points to (lat, lon) by great-circle distance within `maxM`, nearest first, from a tree of plain
  * degrees. A degree of longitude is shorter than one of latitude, so the tree's own nearest are not the sphere's:
@@ -74,11 +69,11 @@ export function nearestOnSphere(
   const usable = (i: number) => i < s.count && keep(i);
   const first = s.tree.neighbors(lon, lat, k, maxM / M_PER_DEGREE_LAT / Math.max(Math.cos(lat * RAD), 1e-6), usable);
   if (first.length === 0) return [];
-  const reach = first.length < k ? maxM : Math.min(maxM, Math.max(...first.map((i) => metres(lat, lon, s.lats[i]!, s.lons[i]!))));
+  const reach = first.length < k ? maxM : Math.min(maxM, Math.max(...first.map((i) => haversineM(lat, lon, s.lats[i]!, s.lons[i]!))));
   const edgeLat = Math.min(89.9, Math.abs(lat) + reach / M_PER_DEGREE_LAT);
   const r = reach / M_PER_DEGREE_LAT / Math.cos(edgeLat * RAD);
   return s.tree.search(lon - r, lat - r, lon + r, lat + r, usable)
-    .map((i) => ({ i, m: metres(lat, lon, s.lats[i]!, s.lons[i]!) }))
+    .map((i) => ({ i, m: haversineM(lat, lon, s.lats[i]!, s.lons[i]!) }))
     .filter((c) => c.m <= maxM)
     .sort((a, b) => a.m - b.m)
     .slice(0, k)
@@ -216,6 +211,11 @@ export function createDriverIndex(reader: SnapshotReader, options: DriverIndexOp
 
   const refresh = () => (reading ??= read().finally(() => (reading = undefined)));
 
+  function stop() {
+    running = false;
+    clearTimeout(timer);
+  }
+
   function schedule() {
     if (!running) return;
     timer = setTimeout(async () => {
@@ -236,13 +236,9 @@ export function createDriverIndex(reader: SnapshotReader, options: DriverIndexOp
       refresh().catch((error) => options.onError?.(error));
       schedule();
     },
-    stop() {
-      running = false;
-      clearTimeout(timer);
-    },
+    stop,
     close() {
-      running = false;
-      clearTimeout(timer);
+      stop();
       reader.close();
     },
     propose(lat, lon) {

@@ -7,7 +7,8 @@ import { mintTrackingLink, TrackingLink } from "../../auth/tracking-link.ts";
 import type { TokenService } from "../../auth/tokens.ts";
 import { ErrorModel, errorResponses } from "../../model.ts";
 import { NewOrder, Order, OrderParams } from "./model.ts";
-import { type DispatchDeps, ordersService } from "./service.ts";
+import type { DispatchDeps } from "./dispatcher.ts";
+import { ordersService } from "./service.ts";
 
 export interface OrdersModuleDeps {
   sql: Sql;

@@ -4,8 +4,7 @@ import { type Sql, sqlState } from "../../../lib/db.ts";
 import { AppError } from "../../../lib/errors.ts";
 import { isoOrNull } from "../../model.ts";
 import { areaArguments, assignInWideningAreas, searchAreaCache } from "./assignment.ts";
-import type { Dispatcher } from "./dispatcher.ts";
-import type { DriverIndex } from "./driver-index.ts";
+import { assignProposed, type DispatchDeps } from "./dispatcher.ts";
 import type { NewOrder, Order, OrderEvent } from "./model.ts";
 
 interface OrderRow {
@@ -60,16 +59,8 @@ export const orderLimitsFromConfig = (): OrderLimits => ({
   maxDeliveryKm: config().orderMaxDeliveryKm,
 });
 
-const NO_PROPOSED_DRIVER = "T1409";
-
 export const orderTotalCents = (items: NewOrder["items"]) =>
   items.reduce((sum, item) => sum + item.qty * item.price_cents, 0);
-
-/** Dispatch through the in-memory index and batches (0017); without it, every assignment searches H3 cells (0011). */
-export interface DispatchDeps {
-  index: DriverIndex;
-  dispatcher: Dispatcher;
-}
 
 export function ordersService(sql: Sql, limits: OrderLimits = orderLimitsFromConfig(), dispatch?: DispatchDeps) {
   /** The API's view of orders rows `o` (a table or a function's result), with the driver's name. */
@@ -106,15 +97,8 @@ export function ordersService(sql: Sql, limits: OrderLimits = orderLimitsFromCon
     if (!restaurant) throw new AppError("NOT_FOUND", `order ${orderId} does not exist`);
     // The index proposes its nearest few and the database claims the nearest of them still free (0017); when it has
     // no recent snapshot, proposes nobody, or none of its proposals is still free, the exact search over cells decides.
-    const proposed = dispatch?.index.propose(restaurant.lat, restaurant.lon);
-    if (dispatch && proposed && proposed.length > 0) {
-      try {
-        const driverId = await dispatch.dispatcher.assign(orderId, proposed);
-        dispatch.index.claimed(driverId);
-        return await one(sql`select * from orders where id = ${orderId}`, orderId);
-      } catch (error) {
-        if (sqlState(error) !== NO_PROPOSED_DRIVER) throw error;
-      }
+    if (dispatch && (await assignProposed(dispatch, orderId, restaurant.lat, restaurant.lon))) {
+      return one(sql`select * from orders where id = ${orderId}`, orderId);
     }
     areasAround ??= searchAreaCache(config().h3Resolution);
     return assignInWideningAreas(areasAround(restaurant.lat, restaurant.lon), (area) =>
