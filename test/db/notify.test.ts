@@ -130,10 +130,15 @@ test("a stalled listener fills the queue; over the limit, ingest goes on and cou
   await stalled`listen order_tracking`;
   let release!: () => void;
   const held = new Promise<void>((resolve) => (release = resolve));
+  let opened!: () => void;
+  const inTransaction = new Promise<void>((resolve) => (opened = resolve));
   const transaction = stalled.begin(async (tx) => {
     await tx`select 1`;
+    opened();
     await held;
   });
+  // Until its transaction is open the listener is idle and reads what arrives, freeing the queue (a CI run saw 0).
+  await inTransaction;
   try {
     // Other traffic on the shared queue (any channel counts): 64 MB that the stalled listener keeps from being freed.
     // The queue is the whole server's, so other tests' notices come and go in it too: 64 MB dwarfs them.
