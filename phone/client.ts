@@ -44,6 +44,15 @@ export interface PhoneClientOptions {
   /** Called with each message handed to MQTT (benchmarks measure with it). */
   onSend?: (sent: { fixes: readonly Fix[]; reason: SendReason; bytes: number }) => void;
   onMode?: (mode: ReportingMode) => void;
+  /** Called when the broker acknowledged a message (its fixes are safe with the broker). */
+  onAcknowledged?: (entry: OutboxEntry) => void;
+  /**
+   * Called when the broker refused a message (a PUBACK reason code >= 0x80, e.g. 0x87 not authorized): resending it
+   * would be refused again, so it leaves the outbox and the app is told.
+   */
+  onRefused?: (entry: OutboxEntry, reasonCode: number) => void;
+  /** Connection errors mqtt.js reports (it reconnects by itself); without a listener they would be thrown. */
+  onError?: (error: Error) => void;
   /** Passed to mqtt.js as is (reconnectPeriod, connectTimeout …). */
   mqtt?: Partial<IClientOptions>;
 }
@@ -53,6 +62,11 @@ export interface PhoneClient {
   start(): Promise<void>;
   /** A fix was taken: sent now or kept, as the mode says. */
   addFix(fix: Fix): void;
+  /**
+   * Sends the fixes kept so far now, whatever the mode (the driver acted in the app, e.g. "arrived": the server must
+   * see the position that shows it). Nothing happens when no fix is kept.
+   */
+  flush(): void;
   mode(): ReportingMode;
   /** Fixes taken and not yet published. */
   pendingFixes(): number;
@@ -91,8 +105,17 @@ export function createPhoneClient(options: PhoneClientOptions): PhoneClient {
     // fires on PUBACK (or with an error only when the client is ended).
     client.publish(entry.topic, entry.payload as Buffer | string, { qos: 1 }, (error) => {
       inFlight.delete(entry.id);
-      if (error) return;
+      if (error) {
+        const code = (error as Error & { code?: unknown }).code;
+        // Ended before the PUBACK: the entry stays for the next client. Refused: resending cannot help.
+        if (typeof code !== "number" || code < 0x80) return;
+        outbox.remove(entry.id);
+        options.onRefused?.(entry, code);
+        settleDrain();
+        return;
+      }
       outbox.remove(entry.id);
+      options.onAcknowledged?.(entry);
       settleDrain();
     });
   }
@@ -141,6 +164,7 @@ export function createPhoneClient(options: PhoneClientOptions): PhoneClient {
         ca: options.ca,
         ...options.mqtt,
       });
+      client.on("error", (error) => options.onError?.(error));
       client.on("message", (topic, payload) => {
         if (topic !== cmdTopic) return;
         const next = parseModeCommand(payload);
@@ -153,6 +177,9 @@ export function createPhoneClient(options: PhoneClientOptions): PhoneClient {
     addFix(fix) {
       pending.push(fix);
       evaluate();
+    },
+    flush() {
+      if (pending.length > 0) sendPending("app");
     },
     mode: () => mode,
     pendingFixes: () => pending.length,

@@ -47,7 +47,8 @@ export interface PolicyState {
   lastSent?: Fix;
 }
 
-export type SendReason = "live" | "first" | "moved" | "age" | "resume";
+/** Why a message went: the policy's reasons, or "app" when the app flushed (PhoneClient.flush). */
+export type SendReason = "live" | "first" | "moved" | "age" | "resume" | "app";
 export type Decision = { send: true; reason: SendReason } | { send: false };
 
 const ms = (fix: Fix) => fix.tst * 1000;

@@ -6,7 +6,10 @@
  *                       [--orders-per-min 60] [--api http://127.0.0.1:8000] [--duration 0] [--city nyc]
  *
  * With --sign-in every driver signs in through the API for MQTT credentials of its own and connects with them, one
- * connection each, as phones do (the demo). Without it, drivers share connections (--per-connection) under the
+ * connection each, as phones do. With --phones as well (the demo), each of those phones runs the real phone client
+ * (phone/client.ts): binary fixes, sent when the mode the server pushes says (live while a customer watches, idle
+ * batches while available); --phone-url picks the broker (e.g. mqtts://127.0.0.1:8883) and --ca the PEM its TLS
+ * certificate chains to. Without it, drivers share connections (--per-connection) under the
  * user in --mqtt / MQTT_URL: the dev stack's loadgen or tester identity, which a production broker does not have.
  *
  * Every 5 s one line reports the offered and the broker-acknowledged rate. SIGINT/SIGTERM stop cleanly.
@@ -44,6 +47,9 @@ export function parseFleetArgs(argv: string[]) {
       batch: { type: "string" },
       compact: { type: "boolean" },
       "sign-in": { type: "boolean" },
+      phones: { type: "boolean" },
+      "phone-url": { type: "string" },
+      ca: { type: "string" },
       "orders-per-min": { type: "string" },
       api: { type: "string" },
       mqtt: { type: "string" },
@@ -58,6 +64,10 @@ export function parseFleetArgs(argv: string[]) {
     strict: true,
   });
   const qos = positiveNumber(values.qos, "qos", 1, true);
+  if (values.phones && !values["sign-in"]) throw new Error("--phones: phones sign in for their own credentials; add --sign-in");
+  if ((values["phone-url"] !== undefined || values.ca !== undefined) && !values.phones) {
+    throw new Error("--phone-url and --ca apply to --phones");
+  }
   if (qos !== 0 && qos !== 1) throw new Error(`--qos: ${qos} is not 0 or 1`);
   return {
     help: values.help ?? false,
@@ -68,6 +78,9 @@ export function parseFleetArgs(argv: string[]) {
     batch: Math.floor(positiveNumber(values.batch, "batch", 1)),
     compact: values.compact ?? false,
     signIn: values["sign-in"] ?? false,
+    phones: values.phones ?? false,
+    phoneUrl: values["phone-url"],
+    caFile: values.ca,
     ordersPerMin: positiveNumber(values["orders-per-min"], "orders-per-min", 60, true),
     apiUrl: values.api ?? config().driverApiUrl,
     mqttUrl: values.mqtt ?? config().mqttUrl,
@@ -86,14 +99,16 @@ export function formatReport(prev: FleetStats, cur: FleetStats, orders: OrderFlo
   const seconds = cur.elapsedS - prev.elapsedS;
   const offered = perSecond(cur.offered - prev.offered, seconds);
   const sent = perSecond(cur.sent - prev.sent, seconds);
+  const messages = perSecond(cur.messages - prev.messages, seconds);
   const parts = [
     `[fleet] ${Math.round(cur.elapsedS)}s ${cur.drivers} drivers on ${cur.connected}/${cur.connections} connections`,
     `offered ${offered}/s (target ${Math.round(cur.targetRate)}/s)`,
-    `sent ${sent}/s (${offered > 0 ? ((100 * sent) / offered).toFixed(1) : "-"}%)`,
+    `sent ${sent}/s (${offered > 0 ? ((100 * sent) / offered).toFixed(1) : "-"}%) in ${messages} messages/s`,
     `in flight ${cur.inFlight}${cur.buffered > 0 ? `, buffered ${cur.buffered}` : ""}` +
       `, dropped ${cur.dropped - prev.dropped}, shed ${cur.shed - prev.shed}, errors ${cur.errors}` +
       (Object.keys(cur.refused ?? {}).length > 0 ? `, refused ${JSON.stringify(cur.refused)}` : ""),
   ];
+  if (cur.modes) parts.push(`modes live ${cur.modes.live} idle ${cur.modes.idle} off ${cur.modes.off}`);
   if (orders) {
     parts.push(
       `orders placed ${orders.placed} assigned ${orders.assigned} picked up ${orders.pickedUp} delivered ${orders.delivered}` +
@@ -103,7 +118,8 @@ export function formatReport(prev: FleetStats, cur: FleetStats, orders: OrderFlo
   return parts.join(" | ");
 }
 
-const USAGE = `usage: bun run simulate -- [--drivers N] [--drivers-file FILE] [--rate-hz 0.25] [--batch N] [--compact] [--sign-in]
+const USAGE = `usage: bun run simulate -- [--drivers N] [--drivers-file FILE] [--rate-hz 0.25] [--batch N] [--compact]
+                          [--sign-in [--phones [--phone-url mqtts://127.0.0.1:8883] [--ca FILE]]]
                           [--orders-per-min 60] [--api URL] [--mqtt URL] [--duration S] [--city nyc|sf]
                           [--seed N] [--per-connection 500] [--qos 0|1] [--report-s 5]`;
 
@@ -146,10 +162,20 @@ async function main(): Promise<void> {
     qos: args.qos,
     driversPerConnection: args.perConnection,
     ...(args.seed === undefined ? {} : { seed: args.seed }),
+    ...(args.phones
+      ? {
+          phones: {
+            ...(args.phoneUrl === undefined ? {} : { url: args.phoneUrl }),
+            ...(args.caFile === undefined ? {} : { ca: await Bun.file(args.caFile).text() }),
+          },
+        }
+      : {}),
   });
   console.log(
     `[fleet] ${drivers.length} drivers at ${args.rateHz} Hz (${Math.round(drivers.length * args.rateHz)} positions/s)` +
-      `, ${args.compact ? "compact" : "JSON"}${args.batch > 1 ? ` batches of ${args.batch}` : ""}, ${args.mqttUrl}`,
+      (args.phones
+        ? `, phone clients (binary, reporting as the server's mode says), ${args.phoneUrl ?? signedIn?.[0]?.mqtt_url}`
+        : `, ${args.compact ? "compact" : "JSON"}${args.batch > 1 ? ` batches of ${args.batch}` : ""}, ${args.mqttUrl}`),
   );
 
   let orderFlow: OrderFlow | undefined;

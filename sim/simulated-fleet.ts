@@ -8,7 +8,9 @@ import type { DevicePosition } from "../lib/position.ts";
 import { cityByName, METRES_PER_DEG_LAT, randomPoint, type City, type LatLon } from "../lib/cities.ts";
 import { advance, MAX_SPEED_KMH, MIN_SPEED_KMH, nextSpeedKmh, planRoute, type Motion } from "./movement.ts";
 import { encodePositions, positionTopic } from "./payload.ts";
-import { connectPublisher } from "./publisher.ts";
+import { connectPublisher, type Publisher } from "./publisher.ts";
+import { connectPhoneFleet, type PhoneFleet } from "./phone-fleet.ts";
+import type { ReportingMode } from "../phone/reporting-policy.ts";
 import { createRng } from "../lib/random.ts";
 import { createTokenBucket } from "./token-bucket.ts";
 
@@ -46,6 +48,12 @@ export interface FleetOptions {
   driverCredentials?: readonly { username: string; password: string; client_id: string }[];
   /** MQTT protocol of the simulated phones (default 5: refusals arrive as reason codes). */
   protocolVersion?: 4 | 5;
+  /**
+   * Run every driver's phone on the real phone client (phone/client.ts, sim/phone-fleet.ts): needs driverCredentials.
+   * The phones then choose when to send from the mode the server pushes (batch and compact no longer apply); `url`
+   * overrides mqttUrl (e.g. the TLS listener) and `ca` is the PEM its certificate chains to.
+   */
+  phones?: { url?: string; ca?: string };
 }
 
 export interface FleetStats {
@@ -72,6 +80,8 @@ export interface FleetStats {
   refused?: Record<string, number>;
   /** Drivers currently held by an order. */
   dispatched: number;
+  /** With phones: how many are in each reporting mode the server pushed. */
+  modes?: Record<ReportingMode, number>;
 }
 
 export interface Fleet {
@@ -94,6 +104,8 @@ export class FleetStopped extends Error {
 
 interface SimDriver {
   id: string;
+  /** Its place in the fleet (its phone with `phones`). */
+  index: number;
   topic: string;
   connection: number;
   motion: Motion;
@@ -126,6 +138,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
   if (options.drivers.length === 0) throw new Error("a fleet needs at least one driver");
   const drivers: SimDriver[] = options.drivers.map((d, i) => ({
     id: d.id,
+    index: i,
     topic: positionTopic(d.id, compact, options.topicPrefix),
     connection: Math.floor(i / perConnection),
     motion: { lat: d.lat, lon: d.lon, route: [], speedKmh: 0, headingDeg: rng.between(0, 360) },
@@ -143,18 +156,31 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
   if (credentials && credentials.length !== drivers.length) {
     throw new Error(`driverCredentials: ${credentials.length} for ${drivers.length} drivers`);
   }
-  const publisher = await connectPublisher({
-    mqttUrl: options.mqttUrl,
-    connections: Math.ceil(drivers.length / perConnection),
-    ...(credentials
-      ? {
-          credentials: (i: number) => ({ username: credentials[i]!.username, password: credentials[i]!.password, clientId: credentials[i]!.client_id }),
-        }
-      : {}),
-    qos: options.qos ?? 1,
-    ...(options.maxInFlight ? { maxInFlight: options.maxInFlight } : {}),
-    ...(options.protocolVersion ? { protocolVersion: options.protocolVersion } : {}),
-  });
+  if (options.phones && !credentials) throw new Error("phones: each phone needs its driver's credentials (driverCredentials)");
+  const phones: PhoneFleet | undefined =
+    options.phones && credentials
+      ? await connectPhoneFleet({
+          url: options.phones.url ?? options.mqttUrl,
+          ...(options.phones.ca === undefined ? {} : { ca: options.phones.ca }),
+          credentials,
+          driverIds: drivers.map((d) => d.id),
+          ...(options.topicPrefix === undefined ? {} : { topicPrefix: options.topicPrefix }),
+        })
+      : undefined;
+  const publisher: Publisher | undefined = phones
+    ? undefined
+    : await connectPublisher({
+        mqttUrl: options.mqttUrl,
+        connections: Math.ceil(drivers.length / perConnection),
+        ...(credentials
+          ? {
+              credentials: (i: number) => ({ username: credentials[i]!.username, password: credentials[i]!.password, clientId: credentials[i]!.client_id }),
+            }
+          : {}),
+        qos: options.qos ?? 1,
+        ...(options.maxInFlight ? { maxInFlight: options.maxInFlight } : {}),
+        ...(options.protocolVersion ? { protocolVersion: options.protocolVersion } : {}),
+      });
 
   const targetRate = drivers.length * options.rateHz;
   const bucket = createTokenBucket(targetRate, Math.max(targetRate, 1), startedPerf);
@@ -167,7 +193,8 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
   };
 
   function flush(d: SimDriver): void {
-    if (d.buffer.length === 0) return;
+    if (phones) return phones.flush(d.index);
+    if (d.buffer.length === 0 || !publisher) return;
     counts.buffered -= d.buffer.length;
     if (!publisher.publish(d.connection, d.topic, encodePositions(d.buffer, compact), d.buffer.length)) {
       counts.dropped += d.buffer.length;
@@ -192,7 +219,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     }
     d.battery = Math.max(5, d.battery - dt / 240);
     const mPerDegLon = METRES_PER_DEG_LAT * Math.cos((d.motion.lat * Math.PI) / 180);
-    d.buffer.push({
+    const fix = {
       lat: round(d.motion.lat + (rng.gaussian() * noiseM) / METRES_PER_DEG_LAT, 6),
       lon: round(d.motion.lon + (rng.gaussian() * noiseM) / mPerDegLon, 6),
       tst: nowMs / 1000,
@@ -200,21 +227,27 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
       vel: round(d.motion.speedKmh, 1),
       cog: Math.round(d.motion.headingDeg) % 360,
       batt: Math.round(d.battery),
-    });
+    };
     counts.offered++;
-    counts.buffered++;
-    if (d.buffer.length >= d.flushAt) flush(d);
+    if (phones) {
+      phones.addFix(d.index, fix);
+    } else {
+      d.buffer.push(fix);
+      counts.buffered++;
+      if (d.buffer.length >= d.flushAt) flush(d);
+    }
     // The order flow learns of the arrival only after the position that shows it has been handed over.
     if (d.held && d.mission && d.motion.route.length === 0) {
       const { resolve } = d.mission;
       d.mission = undefined;
-      if (d.buffer.length > 0) flush(d);
+      flush(d);
       resolve();
     }
   }
 
   function stats(): FleetStats {
-    const p = publisher.stats();
+    const phoneStats = phones?.stats();
+    const p = phoneStats ?? publisher!.stats();
     return {
       drivers: drivers.length,
       connections: p.connections,
@@ -225,12 +258,13 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
       sent: p.positions,
       messages: p.messages,
       inFlight: p.inFlight,
-      buffered: counts.buffered,
+      buffered: phoneStats?.buffered ?? counts.buffered,
       dropped: counts.dropped,
       shed: bucket.shed(),
       errors: p.errors,
       refused: p.refused,
       dispatched: held,
+      ...(phoneStats ? { modes: phoneStats.modes } : {}),
     };
   }
 
@@ -283,7 +317,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
         d.mission?.reject(new FleetStopped());
         d.mission = undefined;
       }
-      await publisher.close();
+      await (phones ?? publisher)!.close();
     },
   };
 }

@@ -166,6 +166,41 @@ describe("phone client", () => {
     await watcher.publishAsync(CMD, "", { qos: 1, retain: true });
   });
 
+  test("flush sends the kept fixes at once; a message the broker refuses leaves the outbox and is reported", async () => {
+    received.length = 0;
+    const sent: string[] = [];
+    const p = phone({ onSend: (s) => sent.push(`${s.reason}:${s.fixes.length}`) });
+    await p.start();
+    p.addFix(fix(70));
+    p.addFix(fix(71));
+    p.addFix(fix(72));
+    expect(p.pendingFixes()).toBe(2); // idle: the first fix went, two are kept
+    p.flush(); // the driver tapped "arrived": the server must see where
+    expect(sent).toEqual(["first:1", "app:2"]);
+    p.flush(); // nothing kept: nothing sent
+    expect(sent).toHaveLength(2);
+    await p.drained();
+    await eventually(() => receivedTimes().size === 3, "the 3 fixes");
+
+    // tester may not write outside its roots: the broker answers PUBACK 0x87 and resending would not help.
+    const refused: number[] = [];
+    const acknowledged: number[] = [];
+    const outsider = phone({
+      topicPrefix: "not-a-root/",
+      fixedMode: "live",
+      onRefused: (entry, code) => refused.push(entry.fixes, code),
+      onAcknowledged: (entry) => acknowledged.push(entry.fixes),
+    });
+    await outsider.start();
+    outsider.addFix(fix(73));
+    await outsider.drained();
+    expect(refused).toEqual([1, 0x87]);
+    expect(acknowledged).toEqual([]);
+    expect(outsider.outbox.size()).toBe(0);
+    await outsider.stop();
+    await p.stop();
+  });
+
   test("over TLS (8883 listener, the stack's development CA): MQTT 5, topic alias, positions delivered", async () => {
     received.length = 0;
     const p = phone({

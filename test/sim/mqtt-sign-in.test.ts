@@ -1,8 +1,10 @@
 // A phone's sign-in end to end: the real API (over HTTP, in this process) issues MQTT credentials through
 // lib/mqtt-credentials.ts into the real Mosquitto; the phone connects with them and its position arrives.
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
 import mqtt, { type MqttClient } from "mqtt";
 import { config, parseMqttAdminConfig } from "../../lib/config.ts";
+import { decodeMqttMessage } from "../../lib/position.ts";
 import { createMqttCredentialStore } from "../../lib/mqtt-credentials.ts";
 import { createApiClient } from "../../sim/api-client.ts";
 import type { IdentityProvider } from "../../sim/identity.ts";
@@ -99,4 +101,54 @@ test("the demo fleet (--sign-in): every driver signs in and reports over a conne
   await fleet.stop();
   expect([...seen].sort()).toEqual([...ids].sort());
   expect(fleet.stats()).toMatchObject({ connections: 5, errors: 0, refused: {} });
+});
+
+test("the demo fleet with --phones: each phone runs phone/client.ts over TLS, batches while idle, and loses no fix", async () => {
+  const rows = await h.sql<{ id: string }[]>`insert into drivers (name) select 'Phone ' || g from generate_series(1, 4) g returning id`;
+  const ids = rows.map((r) => r.id);
+  issued.push(...ids);
+  const api = createApiClient(`http://127.0.0.1:${server.port}`, 10_000, tokensAs((sub) => sub));
+  const signedIn = await signInFleet(api, ids, 2);
+
+  // Fix times per driver, as the broker delivered them (binary form, `drivers/{id}/b`).
+  const got = new Map<string, number[]>(ids.map((id) => [id, []]));
+  let messages = 0;
+  const undecodable: string[] = [];
+  tester.on("message", (topic, payload) => {
+    const id = topic.split("/")[1]!;
+    if (!topic.endsWith("/b") || !got.has(id)) return;
+    messages++;
+    const decoded = decodeMqttMessage(topic, payload);
+    if (!decoded.ok) return void undecodable.push(decoded.detail);
+    got.get(id)!.push(...decoded.positions.map((p) => p.tst));
+  });
+  await tester.subscribeAsync(ids.map((id) => `drivers/${id}/b`), { qos: 1 });
+
+  const root = new URL("../../", import.meta.url).pathname;
+  const fleet = await startFleet({
+    drivers: ids.map((id, i) => ({ id, lat: 40.72 + i * 0.01, lon: -73.99 })),
+    rateHz: 8,
+    mqttUrl: signedIn[0]!.mqtt_url,
+    driverCredentials: signedIn,
+    phones: { url: "mqtts://127.0.0.1:8883", ca: readFileSync(`${root}.stack/tls/ca.crt`, "utf8") },
+    seed: 5,
+  });
+  // No retained command for these new drivers: the phones are idle, send their first fix and then keep fixes
+  // until 100 m or the 30 s bound (in fix time: 8 fixes/s here, so well past this test's few seconds).
+  const deadline = Date.now() + 20_000;
+  while ([...got.values()].some((times) => times.length === 0) && Date.now() < deadline) await Bun.sleep(20);
+  while (fleet.stats().buffered < 12 && Date.now() < deadline) await Bun.sleep(20);
+  const running = fleet.stats();
+  expect(running).toMatchObject({ connections: 4, connected: 4, errors: 0, refused: {}, modes: { live: 0, idle: 4, off: 0 } });
+  expect(running.buffered).toBeGreaterThanOrEqual(12);
+
+  // Stopping flushes what the phones keep; every fix taken reaches the broker once, in order, in fewer messages.
+  await fleet.stop();
+  const final = fleet.stats();
+  while ([...got.values()].reduce((n, t) => n + t.length, 0) < final.offered && Date.now() < deadline + 10_000) await Bun.sleep(20);
+  expect(undecodable).toEqual([]);
+  expect(final.sent).toBe(final.offered);
+  expect([...got.values()].reduce((n, t) => n + t.length, 0)).toBe(final.offered);
+  for (const times of got.values()) expect(times).toEqual([...times].sort((a, b) => a - b));
+  expect(messages).toBeLessThan(final.offered);
 });
