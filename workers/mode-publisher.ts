@@ -6,7 +6,8 @@
  * Notices are lost while nobody listens (and skipped by the database while its notification queue is over
  * tracking.notify_queue_limit), so it reconciles: at start and whenever its LISTEN connection came back, and when
  * the database's count of skipped mode notices grew. A reconciliation publishes only the drivers whose mode differs
- * from the one last published (driver_mode_published), page by page, rate-limited.
+ * from the one last published (driver_mode_published), page by page, rate-limited. When the broker connection comes
+ * back, the commands of the last two minutes are published again (a crashed broker loses its newest retained ones).
  *
  * Identity: PostgreSQL role tracking_modes (calls three functions, nothing else), MQTT user `modes` (writes
  * drivers/+/cmd, nothing else). /metrics and /ready (ready: listening, and the broker connected) on METRICS_PORT.
@@ -40,7 +41,12 @@ async function main() {
     connectTimeout: 10_000,
   });
   let connectRefusals = 0;
-  client.on("connect", () => log.info("mqtt connected", { clientId: cfg.modesClientId }));
+  let connects = 0;
+  client.on("connect", () => {
+    log.info(++connects === 1 ? "mqtt connected" : "mqtt connected again", { clientId: cfg.modesClientId });
+    // A broker that crashed lost the retained commands since its last autosave: publish the recent ones again.
+    if (connects > 1) publisher.republishRecent();
+  });
   client.on("error", (error) => {
     connectRefusals++;
     if (connectRefusals <= 3 || connectRefusals % 60 === 0) log.warn("mqtt error", { error: String(error) });

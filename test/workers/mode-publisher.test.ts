@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import mqtt, { type MqttClient } from "mqtt";
 import { config } from "../../lib/config.ts";
+import { mosquittoInstance } from "../../tools/mosquitto-instance.ts";
 import { serviceUrl } from "../../tools/service-url.ts";
 import { spawnWatched, type WatchedProcess } from "../../tools/watched-process.ts";
 import { freshDatabase, type TestDatabase } from "../support/db.ts";
@@ -24,12 +25,20 @@ interface Command {
   at: string;
 }
 
-function modesUrl(): string {
+function modesUrl(port?: number): string {
   const password = process.env.MQTT_MODES_PASSWORD;
   if (!password) throw new Error("MQTT_MODES_PASSWORD is not set: run bin/stack up");
   const u = new URL(config().mqttUrl);
   u.username = "modes";
   u.password = password;
+  if (port !== undefined) u.port = String(port);
+  return u.toString();
+}
+
+/** The tester's URL on another broker (a Mosquitto of the test's own). */
+function testerUrl(port: number): string {
+  const u = new URL(config().mqttUrl);
+  u.port = String(port);
   return u.toString();
 }
 
@@ -60,8 +69,8 @@ async function stopPublisher(publisher: WatchedProcess): Promise<number> {
 const metricsPort = (p: WatchedProcess) => Number(/"metricsPort":(\d+)/.exec(p.output())![1]);
 
 /** A tester-side subscriber of some drivers' command topics: every command received, per driver, in order. */
-async function subscriber(driverIds: string[]) {
-  const client = await mqtt.connectAsync(config().mqttUrl, {
+async function subscriber(driverIds: string[], brokerUrl = config().mqttUrl) {
+  const client = await mqtt.connectAsync(brokerUrl, {
     clientId: `modes-sub-${process.pid}-${crypto.randomUUID().slice(0, 8)}`,
     reconnectPeriod: 0,
   });
@@ -247,4 +256,39 @@ describe("a command the broker refuses", () => {
     expect(row!.n).toBe(0);
     expect(await stopPublisher(refused)).toBe(0);
   }, 60_000);
+});
+
+describe("a broker that crashed", () => {
+  test("loses its newest retained commands; the publisher publishes them again when it reconnects", async () => {
+    // A broker of its own (the project's config, users and ACL) that never autosaves during the test: a crash loses
+    // every retained message it took, as a real crash loses those since its last autosave.
+    const port = 19_300 + (process.pid % 90);
+    const broker = mosquittoInstance({
+      port,
+      dir: new URL(`../../.stack/test-modes-crash-${process.pid}`, import.meta.url).pathname,
+      settings: { autosave_interval: 3_600, plugin_opt_hold_publishers_seconds: 0 },
+    });
+    await broker.start();
+    try {
+      const publisher = startPublisher({ MQTT_URL: modesUrl(port) });
+      await publisher.waitFor("modes info reconciled", 30_000);
+      const driver = await newDriver("offline");
+      const before = await subscriber([driver], testerUrl(port));
+      await db.sql`select driver_transition(${driver}, 'online')`;
+      await waitFor("idle before the crash", () => before.seen(driver).length === 1);
+
+      await broker.stop("SIGKILL");
+      await broker.start();
+      await publisher.waitFor("mqtt connected again", 30_000);
+      await publisher.waitFor("publishing recent commands again", 30_000);
+      // A phone connecting now finds its mode retained again.
+      const after = await subscriber([driver], testerUrl(port));
+      await waitFor("the retained command after the crash", () => after.seen(driver).length === 1);
+      expect(after.brief(driver)).toEqual(["idle available"]);
+      expect(publisher.output()).toMatch(/publishing recent commands again [^{]*\{"commands":[1-9]/);
+      expect(await stopPublisher(publisher)).toBe(0);
+    } finally {
+      await broker.remove();
+    }
+  }, 90_000);
 });

@@ -23,6 +23,11 @@ export function createModeMetrics() {
       help: "Mode commands the broker refused or that failed to go out (a reconciliation retries them)",
       registers: [registry],
     }),
+    republished: new Counter({
+      name: "mode_republished_total",
+      help: "Recent commands published again because the broker connection came back (a restarted broker may have lost them)",
+      registers: [registry],
+    }),
     reconciled: new Counter({
       name: "mode_reconciled_total",
       help: "Drivers whose published mode differed from their state's and were published by a reconciliation",

@@ -9,6 +9,11 @@
  *     notice rounds. A notice delivered after the page was read is published after it, and one delivered before was
  *     committed before, so the page already shows it (or something newer): the last word is always the newest state.
  * Reconciliation pages are rate-limited (MODES_RECONCILE_PER_SECOND) and pending notices go first between pages.
+ *
+ * A broker that crashed loses the retained messages it acknowledged since its last autosave (Mosquitto's
+ * autosave_interval, 30 s), and the record says they were published, so no reconciliation would find them. The
+ * publisher therefore remembers what it published in the last `rememberMs` and, when its connection comes back,
+ * publishes those commands again (through the same loop: a newer notice still has the last word).
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Sql } from "../../lib/db.ts";
@@ -33,6 +38,8 @@ export interface ModePublisherOptions {
   perSecond: number;
   /** First pause before a failed reconciliation or publish is retried; doubled up to 30 s. */
   retryDelayMs?: number;
+  /** How long a published command is remembered for republishRecent (default 120 s: 4x the broker's autosave). */
+  rememberMs?: number;
 }
 
 export interface ModePublisher {
@@ -40,6 +47,11 @@ export interface ModePublisher {
   notice(change: ModeChange): void;
   /** Asks for a reconciliation (several requests before it starts make one). */
   reconcile(reason: ReconcileReason): void;
+  /**
+   * The broker connection came back (perhaps a restarted broker that lost its newest retained messages): publishes
+   * again each driver's command published in the last rememberMs, unless a newer one is waiting. Returns how many.
+   */
+  republishRecent(): number;
   /** Finishes the round in flight and stops. */
   stop(): Promise<void>;
 }
@@ -53,6 +65,20 @@ export function createModePublisher(options: ModePublisherOptions): ModePublishe
   let retryMs = firstRetryMs;
   let retryTimer: ReturnType<typeof setTimeout> | undefined;
   let pending = new Map<string, ModeChange>();
+  const rememberMs = options.rememberMs ?? 120_000;
+  /** Commands the broker acknowledged lately, per driver, oldest first (re-inserted when published again). */
+  const recent = new Map<string, { change: ModeChange; at: number }>();
+  const remember = (published: readonly ModeChange[]) => {
+    const now = Date.now();
+    for (const c of published) {
+      recent.delete(c.driverId);
+      recent.set(c.driverId, { change: c, at: now });
+    }
+    for (const [id, r] of recent) {
+      if (r.at >= now - rememberMs) break;
+      recent.delete(id);
+    }
+  };
   let wanted: ReconcileReason | undefined;
   let stopping = false;
   let wake: (() => void) | undefined;
@@ -80,6 +106,7 @@ export function createModePublisher(options: ModePublisherOptions): ModePublishe
       changes.map((c) => mqtt.publishAsync(commandTopic(c.driverId, prefix), modeCommand(c), { qos: 1, retain: true })),
     );
     const published = changes.filter((_, i) => outcomes[i]!.status === "fulfilled");
+    remember(published);
     const failed = outcomes.length - published.length;
     metrics.published.inc({ source }, published.length);
     if (failed > 0) {
@@ -178,6 +205,20 @@ export function createModePublisher(options: ModePublisherOptions): ModePublishe
       // The first reason of a burst names the run; "start" is never downgraded.
       if (!wanted || reason === "start") wanted = reason;
       poke();
+    },
+    republishRecent() {
+      const cutoff = Date.now() - rememberMs;
+      let count = 0;
+      for (const [id, r] of recent) {
+        if (r.at < cutoff || pending.has(id)) continue;
+        pending.set(id, r.change);
+        count++;
+      }
+      metrics.republished.inc(count);
+      metrics.pending.set(pending.size);
+      log.info("publishing recent commands again (the broker may have lost them)", { commands: count, withinMs: rememberMs });
+      poke();
+      return count;
     },
     async stop() {
       stopping = true;
