@@ -39,6 +39,12 @@ ALTER ROLE tracking_api SET idle_in_transaction_session_timeout = '30s';
 ALTER ROLE tracking_worker SET statement_timeout = '60s';
 ALTER ROLE tracking_worker SET lock_timeout = '20s';
 ALTER ROLE tracking_worker SET idle_in_transaction_session_timeout = '60s';
+-- A service process that died mid-statement (a worker killed during a 10-minute compaction step) leaves its backend
+-- running the statement to the end, holding its locks, and a database with such a backend cannot be dropped by its
+-- owner. Each service's backend checks every 2 s that its client is still there and stops if not.
+ALTER ROLE tracking_api SET client_connection_check_interval = '2s';
+ALTER ROLE tracking_worker SET client_connection_check_interval = '2s';
+ALTER ROLE tracking_modes SET client_connection_check_interval = '2s';
 -- The mode publisher reads a page of 1,000 drivers or records one batch: milliseconds. Its LISTEN session idles.
 ALTER ROLE tracking_modes SET statement_timeout = '10s';
 ALTER ROLE tracking_modes SET lock_timeout = '5s';

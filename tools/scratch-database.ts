@@ -5,6 +5,7 @@
 import postgres from "postgres";
 import { migrateDatabase } from "../db/migrate.ts";
 import { config } from "../lib/config.ts";
+import { dropDatabaseWhenServicesLeft } from "./drop-database.ts";
 
 export interface ScratchDatabase {
   name: string;
@@ -32,6 +33,6 @@ export async function createScratchDatabase(name: string): Promise<ScratchDataba
   return {
     name,
     url,
-    drop: () => asAdmin(async (admin) => void (await admin.unsafe(`drop database if exists ${name} with (force)`))),
+    drop: () => asAdmin((admin) => dropDatabaseWhenServicesLeft(admin, name)),
   };
 }

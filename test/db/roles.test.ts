@@ -159,13 +159,15 @@ test("the worker's real COPY + apply_position_batch runs as tracking_worker", as
   expect(state!.lat).toBeCloseTo(40.7501, 6);
 });
 
-test("each service role has its time limits", async () => {
-  const expected = { tracking_api: { statement_timeout: "5000", lock_timeout: "2000" },
-    tracking_worker: { statement_timeout: "60000", lock_timeout: "20000" },
-    tracking_modes: { statement_timeout: "10000", lock_timeout: "5000" } };
+test("each service role has its time limits, and its backend stops once its client is gone", async () => {
+  const gone = { client_connection_check_interval: "2000" };
+  const expected = { tracking_api: { statement_timeout: "5000", lock_timeout: "2000", ...gone },
+    tracking_worker: { statement_timeout: "60000", lock_timeout: "20000", ...gone },
+    tracking_modes: { statement_timeout: "10000", lock_timeout: "5000", ...gone } };
   for (const role of ["tracking_api", "tracking_worker", "tracking_modes"] as const) {
     const rows = await as[role]!<{ name: string; setting: string }[]>`
-      select name, setting from pg_settings where name in ('statement_timeout', 'lock_timeout')`;
+      select name, setting from pg_settings
+      where name in ('statement_timeout', 'lock_timeout', 'client_connection_check_interval')`;
     expect(Object.fromEntries(rows.map((r) => [r.name, r.setting]))).toEqual(expected[role]);
   }
 });

@@ -10,6 +10,7 @@ import postgres from "postgres";
 import { MIGRATIONS_FOLDER, migrateDatabase } from "../../db/migrate.ts";
 import { config } from "../../lib/config.ts";
 import { connectDatabase, type Sql } from "../../lib/db.ts";
+import { dropDatabaseWhenServicesLeft } from "../../tools/drop-database.ts";
 
 const TEMPLATE = "tracking_test_template";
 
@@ -75,17 +76,7 @@ export async function freshDatabase(label: string): Promise<TestDatabase> {
         await sql.end({ timeout: 5 });
         const admin2 = postgres(withDatabase(config().databaseUrl, "postgres"), { max: 1, onnotice: () => {} });
         try {
-          // FORCE terminates only the owner's own sessions: a service role's (a worker or API process the test just
-          // stopped, whose backend has not exited yet) makes it fail with 42501. No new ones, then wait for those.
-          await admin2.unsafe(`revoke connect on database ${name} from tracking_api, tracking_worker, tracking_modes`);
-          const deadline = Date.now() + 30_000;
-          for (;;) {
-            const [row] = await admin2<{ n: number }[]>`
-              select count(*)::int as n from pg_stat_activity where datname = ${name} and usename <> current_user`;
-            if (row!.n === 0 || Date.now() > deadline) break;
-            await Bun.sleep(50);
-          }
-          await admin2.unsafe(`drop database if exists ${name} with (force)`);
+          await dropDatabaseWhenServicesLeft(admin2, name, 30_000);
         } finally {
           await admin2.end();
         }

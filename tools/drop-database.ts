@@ -1,0 +1,24 @@
+/**
+ * Drops a scratch or test database once the service roles' sessions have left it. `DROP … WITH (FORCE)` run by the
+ * owner terminates only the owner's own sessions: a worker, API or mode publisher backend still exiting (or still
+ * finishing a statement its killed process started) makes it fail with 42501. So: no new service sessions, wait
+ * (up to `timeoutMs`) for the ones there to end, then drop.
+ */
+import type postgres from "postgres";
+
+export const SERVICE_ROLES = ["tracking_api", "tracking_worker", "tracking_modes"] as const;
+
+export async function dropDatabaseWhenServicesLeft(admin: postgres.Sql, name: string, timeoutMs = 60_000): Promise<void> {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new Error(`database name ${name}: lower-case letters, digits and _`);
+  const [exists] = await admin<{ n: number }[]>`select count(*)::int as n from pg_database where datname = ${name}`;
+  if (exists!.n === 0) return;
+  await admin.unsafe(`revoke connect on database ${name} from ${SERVICE_ROLES.join(", ")}`);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const [row] = await admin<{ n: number }[]>`
+      select count(*)::int as n from pg_stat_activity where datname = ${name} and usename <> current_user`;
+    if (row!.n === 0 || Date.now() > deadline) break;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  await admin.unsafe(`drop database if exists ${name} with (force)`);
+}
