@@ -25,6 +25,10 @@ import { serviceUrl } from "../tools/service-url.ts";
 import { createScratchDatabase } from "../tools/scratch-database.ts";
 import { CLK_TCK, pidsOf, procSample } from "./support/process-stats.ts";
 import { quantile, scrape } from "./support/prometheus.ts";
+import { prefillRawTrail } from "./trail/prefill.ts";
+import { resultStem, writePlot, type PlotSpec } from "./support/plot.ts";
+import { partitionedSize } from "./trail/measure.ts";
+import { databaseWindow, sampleDatabase, type DatabaseSample, type DatabaseWindow } from "./support/steady-state.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -45,6 +49,10 @@ const { values: args } = parseArgs({
     "fix-every-s": { type: "string", default: "4" },
     "idle-batch": { type: "string", default: "7" },
     "idle-every-s": { type: "string", default: "30" },
+    /** A sustained run's report window (issue #12): every this many seconds, a row of figures; 0 = none. */
+    "window-s": { type: "string", default: "0" },
+    /** Before the run, the raw trail of the last this many hours for every driver, in bulk (steady state's trail). */
+    "prefill-trail-hours": { type: "string", default: "0" },
   },
 });
 const FLEET_MIX = args["fleet-mix"] === undefined ? undefined : Number(args["fleet-mix"]);
@@ -54,6 +62,8 @@ const IDLE_BATCH = Number(args["idle-batch"]);
 const IDLE_EVERY_S = Number(args["idle-every-s"]);
 const RATES = FLEET_MIX === undefined ? args.rates.split(",").map(Number) : [0];
 const SECONDS = Number(args.seconds);
+const WINDOW_S = Number(args["window-s"]);
+if (!(WINDOW_S >= 0)) throw new Error(`--window-s: ${args["window-s"]} is not a number of seconds`);
 const DRIVERS = Number(args.drivers);
 const run = `${Date.now() % 1e8}`;
 const PREFIX = `bench/${run}/`;
@@ -68,6 +78,19 @@ await generateData(sql, {
   online: false, progress: false,
 });
 const drivers = await readDrivers(sql, "nyc");
+const PREFILL_HOURS = Number(args["prefill-trail-hours"]);
+let prefill: { hours: number; rows: number; seconds: number; bytes: number } | undefined;
+if (PREFILL_HOURS > 0) {
+  console.error(`prefilling the raw trail: ${PREFILL_HOURS} h of fixes every 4 s for ${drivers.length} drivers…`);
+  const done = await prefillRawTrail(sql, {
+    hours: PREFILL_HOURS,
+    endsBefore: new Date(Date.now() - 60_000),
+    onHour: (rows) => console.error(`  ${rows} rows`),
+  });
+  await sql`vacuum analyze position_trail`;
+  prefill = { hours: PREFILL_HOURS, ...done, bytes: (await partitionedSize(sql, "position_trail")).total };
+  console.error(`prefilled ${done.rows} rows (${(prefill.bytes / 2 ** 30).toFixed(1)} GiB) in ${done.seconds.toFixed(0)} s`);
+}
 
 // Every process with authentication on and a narrow identity, as in production: the worker as tracking_worker and
 // the Kafka principals confined by ACLs to bench-* topics (the stack's admin would skip the ACL checks).
@@ -142,8 +165,87 @@ interface RateResult {
   freshnessBridge: { p50: number; p95: number; p99: number };
   lagOverTime: number[];
   processes: { name: string; cpuPercent: number; maxRssMb: number }[];
+  /** With --window-s: the run window by window (a sustained run's steady state). */
+  windows?: WindowResult[];
+}
+interface WindowResult {
+  /** Seconds since the measurement started, at the window's end. */
+  endS: number;
+  appliedRate: number;
+  lagMax: number;
+  lagEnd: number;
+  freshnessSend: { p50: number; p99: number };
+  freshnessDevice: { p50: number; p99: number };
+  database: DatabaseWindow;
+  processes: { name: string; cpuPercent: number; rssMb: number }[];
 }
 const results: RateResult[] = [];
+
+const mb = (bytes: number) => (bytes / 2 ** 20).toFixed(0);
+/** A sustained run over time: applied rate and lag, and freshness percentiles, window by window. */
+function sustainedPlot(r: RateResult): PlotSpec {
+  const rows = r.windows!.flatMap((w) => [
+    { t: w.endS, panel: "positions/s", series: "applied/s", value: w.appliedRate },
+    { t: w.endS, panel: "positions/s", series: "offered/s", value: r.offeredRate },
+    { t: w.endS, panel: "Kafka lag (messages)", series: "max in window", value: w.lagMax },
+    { t: w.endS, panel: "send→db freshness (s)", series: "p50", value: w.freshnessSend.p50 },
+    { t: w.endS, panel: "send→db freshness (s)", series: "p99", value: w.freshnessSend.p99 },
+    { t: w.endS, panel: "WAL bytes per position", series: "WAL B/position", value: Math.round(w.database.walBytesPerPosition) },
+  ]);
+  return {
+    title: `bench:e2e sustained, ${r.offeredRate} positions/s offered, per ${WINDOW_S} s window`,
+    data: { values: rows },
+    facet: { row: { field: "panel", type: "nominal", title: null } },
+    spec: {
+      width: 520,
+      height: 110,
+      mark: { type: "line", point: true },
+      encoding: {
+        x: { field: "t", type: "quantitative", title: "seconds into the run" },
+        y: { field: "value", type: "quantitative", title: null },
+        color: { field: "series", type: "nominal" },
+      },
+    },
+    resolve: { scale: { y: "independent" } },
+  };
+}
+
+/** One window of a sustained run, as printed while it runs. */
+function windowLine(w: WindowResult): string {
+  const server = w.processes.filter((p) => !p.name.startsWith("bench+fleet"));
+  const d = w.database;
+  return (
+    `[${String(w.endS).padStart(4)} s] applied ${w.appliedRate}/s, lag max ${w.lagMax} end ${w.lagEnd}, send→db p50/p99 ` +
+    `${w.freshnessSend.p50}/${w.freshnessSend.p99} s | WAL ${d.walBytesPerPosition.toFixed(0)} B/position, driver_state HOT ` +
+    `${(100 * d.hotRatio).toFixed(1)}%, dead ${d.deadTuples}, autovacuum +${d.autovacuums}, growth: driver_state ` +
+    `${mb(d.driverStateGrowthBytes)} MB, raw trail ${mb(d.trailRawGrowthBytes)} MB, db ${mb(d.databaseBytes)} MB | server CPU ` +
+    `${server.reduce((a, p) => a + p.cpuPercent, 0)}% (${server.map((p) => `${p.name} ${p.cpuPercent}% ${p.rssMb} MB`).join(", ")})`
+  );
+}
+
+/** CPU ticks of every watched process now, by pid. */
+const tickSnapshot = () => {
+  const ticks = new Map<number, number>();
+  for (const w of watched()) for (const pid of w.pids) ticks.set(pid, procSample(pid)?.cpuTicks ?? 0);
+  return ticks;
+};
+/**
+ * CPU per watched process since `ticksAtStart`, `elapsed` seconds ago: the processes matched now, less what each had
+ * used at the start (a process started meanwhile counts whole; one that ended meanwhile is lost, never negative).
+ */
+const cpuSince = (ticksAtStart: Map<number, number>, elapsed: number) =>
+  watched().map((w) => {
+    const used = w.pids.reduce((a, pid) => {
+      const now = procSample(pid)?.cpuTicks;
+      return now === undefined ? a : a + Math.max(0, now - (ticksAtStart.get(pid) ?? 0));
+    }, 0);
+    return { name: w.name, cpuPercent: Math.round((used / CLK_TCK / elapsed) * 100), pids: w.pids };
+  });
+const rssMbOf = (pids: readonly number[]) => Math.round(pids.map(procSample).reduce((a, s) => a + (s?.rssBytes ?? 0), 0) / 2 ** 20);
+const quantiles = (before: Map<string, number>, after: Map<string, number>, metric: string) => ({
+  p50: +quantile(before, after, metric, 0.5).toFixed(3),
+  p99: +quantile(before, after, metric, 0.99).toFixed(3),
+});
 
 for (const rate of RATES) {
   const common = {
@@ -180,35 +282,51 @@ for (const rate of RATES) {
   }
   const before = await scrapeWorkers();
   const fleetBefore = fleet.stats();
-  // CPU per process since the window opened: the processes matched at its end, less what each had used at its start
-  // (a backend started meanwhile counts whole; one that ended meanwhile is lost, never negative).
-  const ticksAtStart = new Map<number, number>();
-  for (const w of watched()) for (const pid of w.pids) ticksAtStart.set(pid, procSample(pid)?.cpuTicks ?? 0);
+  const ticksAtStart = tickSnapshot();
   const maxRss = new Map<string, number>();
   const lag: number[] = [];
   const started = performance.now();
+  const windows: WindowResult[] = [];
+  let win: { at: number; scrape: Map<string, number>; db: DatabaseSample | undefined; ticks: Map<number, number>; lagMax: number } = {
+    at: started, scrape: before, db: WINDOW_S > 0 ? await sampleDatabase(sql) : undefined, ticks: ticksAtStart, lagMax: 0,
+  };
   while (performance.now() - started < SECONDS * 1000) {
     await Bun.sleep(1_000);
-    lag.push((await scrapeWorkers()).get("kafka_consumer_lag_messages") ?? 0);
+    const now = await scrapeWorkers();
+    const lagNow = now.get("kafka_consumer_lag_messages") ?? 0;
+    lag.push(lagNow);
+    win.lagMax = Math.max(win.lagMax, lagNow);
     for (const w of watched()) {
       const rss = w.pids.map(procSample).reduce((a, s) => a + (s?.rssBytes ?? 0), 0);
       maxRss.set(w.name, Math.max(maxRss.get(w.name) ?? 0, rss));
+    }
+    const windowSeconds = (performance.now() - win.at) / 1000;
+    if (WINDOW_S > 0 && windowSeconds >= WINDOW_S) {
+      const db = await sampleDatabase(sql);
+      const applied = (now.get("positions_applied_total") ?? 0) - (win.scrape.get("positions_applied_total") ?? 0);
+      const w: WindowResult = {
+        endS: Math.round((performance.now() - started) / 1000),
+        appliedRate: Math.round(applied / windowSeconds),
+        lagMax: win.lagMax,
+        lagEnd: lagNow,
+        freshnessSend: quantiles(win.scrape, now, "position_freshness_from_send_seconds"),
+        freshnessDevice: quantiles(win.scrape, now, "position_freshness_from_device_seconds"),
+        database: databaseWindow(win.db!, db, applied),
+        processes: cpuSince(win.ticks, windowSeconds).map((p) => ({ name: p.name, cpuPercent: p.cpuPercent, rssMb: rssMbOf(p.pids) })),
+      };
+      windows.push(w);
+      console.error(windowLine(w));
+      win = { at: performance.now(), scrape: now, db, ticks: tickSnapshot(), lagMax: 0 };
     }
   }
   const elapsed = (performance.now() - started) / 1000;
   const after = await scrapeWorkers();
   const fleetAfter = fleet.stats();
-  const cpu = watched().map((w) => {
-    const used = w.pids.reduce((a, pid) => {
-      const now = procSample(pid)?.cpuTicks;
-      return now === undefined ? a : a + Math.max(0, now - (ticksAtStart.get(pid) ?? 0));
-    }, 0);
-    return {
-      name: w.name,
-      cpuPercent: Math.round((used / CLK_TCK / elapsed) * 100),
-      maxRssMb: Math.round((maxRss.get(w.name) ?? 0) / 2 ** 20),
-    };
-  });
+  const cpu = cpuSince(ticksAtStart, elapsed).map((p) => ({
+    name: p.name,
+    cpuPercent: p.cpuPercent,
+    maxRssMb: Math.round((maxRss.get(p.name) ?? 0) / 2 ** 20),
+  }));
   await fleet.stop();
   const delta = (k: string) => (after.get(k) ?? 0) - (before.get(k) ?? 0);
   const q = (metric: string) => ({
@@ -228,6 +346,7 @@ for (const rate of RATES) {
     freshnessBridge: q("position_freshness_from_bridge_seconds"),
     lagOverTime: lag,
     processes: cpu,
+    ...(WINDOW_S > 0 ? { windows } : {}),
   });
   // Drain before the next rate so its numbers are its own.
   const drainDeadline = Date.now() + 60_000;
@@ -256,9 +375,22 @@ for (const r of results) {
     console.log(`      ${p.name.padEnd(20)} cpu ${String(p.cpuPercent).padStart(4)}%  max rss ${String(p.maxRssMb).padStart(5)} MB`);
   }
 }
-const file = `bench/results/e2e-${new Date().toISOString().replace(/[:.]/g, "-")}.json`;
-await Bun.write(file, JSON.stringify({ drivers: DRIVERS, seconds: SECONDS, args, results }, null, 2));
+for (const r of results.filter((x) => x.windows && x.windows.length > 0)) {
+  console.log(`\n  per ${WINDOW_S} s window (offered ${r.offeredRate}/s):`);
+  for (const w of r.windows!) console.log(`  ${windowLine(w)}`);
+  const first = r.windows![0]!;
+  const last = r.windows!.at(-1)!;
+  console.log(
+    `  last window's applied rate / first's: ${(last.appliedRate / first.appliedRate).toFixed(3)}; ` +
+      `lag at the windows' ends: ${r.windows!.map((w) => w.lagEnd).join(", ")}`,
+  );
+}
+const stem = resultStem("e2e");
+const file = `${stem}.json`;
+await Bun.write(file, JSON.stringify({ drivers: DRIVERS, seconds: SECONDS, args, ...(prefill ? { prefill } : {}), results }, null, 2));
 console.log(`\nwritten ${file}`);
+const sustained = results.find((r) => r.windows && r.windows.length > 0);
+if (sustained) console.log(`plotted ${await writePlot(`${stem}.svg`, sustainedPlot(sustained))}`);
 
 for (const p of processes) p.worker.proc.kill("SIGTERM");
 await Promise.all(processes.map((p) => p.worker.proc.exited));

@@ -2,7 +2,7 @@
  * Drops a scratch or test database once the service roles' sessions have left it. `DROP … WITH (FORCE)` run by the
  * owner terminates only the owner's own sessions: a worker, API or mode publisher backend still exiting (or still
  * finishing a statement its killed process started) makes it fail with 42501. So: no new service sessions, wait
- * (up to `timeoutMs`) for the ones there to end, then drop.
+ * (up to `timeoutMs`) for the ones there to end, then drop (again, while one is still on its way out).
  */
 import type postgres from "postgres";
 
@@ -20,5 +20,15 @@ export async function dropDatabaseWhenServicesLeft(admin: postgres.Sql, name: st
     if (row!.n === 0 || Date.now() > deadline) break;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  await admin.unsafe(`drop database if exists ${name} with (force)`);
+  // A backend that is exiting has already left pg_stat_activity but not yet the process array FORCE reads: 42501
+  // then means "a moment later", so the drop is tried again until the deadline.
+  for (;;) {
+    try {
+      await admin.unsafe(`drop database if exists ${name} with (force)`);
+      return;
+    } catch (error) {
+      if ((error as { code?: string }).code !== "42501" || Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
 }
