@@ -8,39 +8,15 @@
  * server's CPU per process (medians). Not a benchmark itself: it reads committed results.
  */
 import { parseArgs } from "node:util";
+import type { RateResult } from "./support/e2e-result.ts";
 import { resultStem, writePlot } from "./support/plot.ts";
-
-interface E2eRun {
-  offeredRate: number;
-  sentRate: number;
-  messageRate: number;
-  appliedRate: number;
-  serverCpuPercent: number;
-  freshnessSend: { p50: number; p99: number };
-  freshnessDevice: { p50: number; p99: number };
-  processes: { name: string; cpuPercent: number; maxRssMb: number }[];
-}
-
-export interface Spread {
-  min: number;
-  median: number;
-  max: number;
-  n: number;
-}
-
-export function spread(values: readonly number[]): Spread {
-  if (values.length === 0) throw new Error("spread of nothing");
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  const median = sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-  return { min: sorted[0]!, median, max: sorted.at(-1)!, n: sorted.length };
-}
+import { spread, type Spread } from "./support/spread.ts";
 
 /** The server side: every process but the benchmark and its simulated fleet. */
 const SERVER_GROUPS = ["bridge", "positions", "mosquitto", "kafka", "postgres"] as const;
 const groupOf = (name: string) => SERVER_GROUPS.find((g) => name.startsWith(g));
 
-export function figuresOf(run: E2eRun) {
+export function figuresOf(run: RateResult) {
   const cpuByGroup = Object.fromEntries(SERVER_GROUPS.map((g) => [g, 0])) as Record<(typeof SERVER_GROUPS)[number], number>;
   for (const p of run.processes) {
     const group = groupOf(p.name);
@@ -61,9 +37,9 @@ export function figuresOf(run: E2eRun) {
   } as Record<string, number>;
 }
 
-async function readRun(file: string): Promise<E2eRun> {
+async function readRun(file: string): Promise<RateResult> {
   const path = file.includes("/") ? file : `bench/results/${file}`;
-  const body = (await Bun.file(path).json()) as { results: E2eRun[] };
+  const body = (await Bun.file(path).json()) as { results: RateResult[] };
   if (body.results.length !== 1) throw new Error(`${path}: ${body.results.length} results; compare runs of one offered load`);
   return body.results[0]!;
 }

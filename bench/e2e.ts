@@ -28,7 +28,8 @@ import { quantile, scrape } from "./support/prometheus.ts";
 import { prefillRawTrail } from "./trail/prefill.ts";
 import { resultStem, writePlot, type PlotSpec } from "./support/plot.ts";
 import { partitionedSize } from "./trail/measure.ts";
-import { databaseWindow, sampleDatabase, type DatabaseSample, type DatabaseWindow } from "./support/steady-state.ts";
+import { databaseWindow, sampleDatabase, type DatabaseSample } from "./support/steady-state.ts";
+import type { RateResult, WindowResult } from "./support/e2e-result.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -150,35 +151,6 @@ async function placeTrackedOrders(count: number): Promise<number> {
   return assigned;
 }
 
-interface RateResult {
-  offeredRate: number;
-  /** Fleet mode: how the offered rate was made (drivers, fixes per message, seconds between messages per group). */
-  fleet?: { group: string; drivers: number; fixesPerMessage: number; messageEveryS: number }[];
-  sentRate: number;
-  /** MQTT messages per second the broker acknowledged to the fleet. */
-  messageRate: number;
-  /** CPU of the server side: every watched process but the benchmark and its simulated fleet. */
-  serverCpuPercent: number;
-  appliedRate: number;
-  freshnessDevice: { p50: number; p95: number; p99: number };
-  freshnessSend: { p50: number; p95: number; p99: number };
-  freshnessBridge: { p50: number; p95: number; p99: number };
-  lagOverTime: number[];
-  processes: { name: string; cpuPercent: number; maxRssMb: number }[];
-  /** With --window-s: the run window by window (a sustained run's steady state). */
-  windows?: WindowResult[];
-}
-interface WindowResult {
-  /** Seconds since the measurement started, at the window's end. */
-  endS: number;
-  appliedRate: number;
-  lagMax: number;
-  lagEnd: number;
-  freshnessSend: { p50: number; p99: number };
-  freshnessDevice: { p50: number; p99: number };
-  database: DatabaseWindow;
-  processes: { name: string; cpuPercent: number; rssMb: number }[];
-}
 const results: RateResult[] = [];
 
 const mb = (bytes: number) => (bytes / 2 ** 20).toFixed(0);
