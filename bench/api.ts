@@ -129,6 +129,28 @@ async function main() {
   let ingest: Bun.Subprocess | undefined;
   let api: Bun.Subprocess | undefined;
   let sql: Sql | undefined;
+  let stopping: Promise<void> | undefined;
+  /** The ingest command (its process group), the API, the connections and the scratch database; once. */
+  const stopAll = () =>
+    (stopping ??= (async () => {
+      if (ingest && ingest.exitCode === null) {
+        try {
+          process.kill(-ingest.pid, "SIGTERM");
+        } catch {
+          ingest.kill();
+        }
+        await ingest.exited;
+      }
+      if (api) {
+        api.kill("SIGTERM");
+        await api.exited;
+      }
+      await sql?.end({ timeout: 5 });
+      await scratch?.drop();
+    })());
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.once(signal, () => void stopAll().finally(() => process.exit(130)));
+  }
   try {
     let databaseUrl: string;
     if (ingestCmd) {
@@ -248,20 +270,7 @@ async function main() {
     );
     console.log(`\nwrote ${file}`);
   } finally {
-    if (ingest && ingest.exitCode === null) {
-      try {
-        process.kill(-ingest.pid, "SIGTERM");
-      } catch {
-        ingest.kill();
-      }
-      await ingest.exited;
-    }
-    if (api) {
-      api.kill("SIGTERM");
-      await api.exited;
-    }
-    await sql?.end({ timeout: 5 });
-    await scratch?.drop();
+    await stopAll();
   }
 }
 

@@ -102,6 +102,16 @@ const workerEnv = { ...pipeline.workerEnv, DATABASE_URL: serviceUrl(dbUrl, "trac
 // The simulated fleet multiplexes 100,000 phones over a few hundred connections: the dev-only `loadgen` user.
 const fleetMqttUrl = process.env.MQTT_LOADGEN_URL ?? config().mqttUrl;
 const processes: { name: string; worker: WorkerProcess; port: number }[] = [];
+// Interrupted (Ctrl-C, or bench:api ending the ingest it ran): stop the services and drop the database, as the end does.
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    console.error(`\n${signal}: stopping the bridge and workers, dropping ${dbName}`);
+    for (const p of processes) p.worker.proc.kill("SIGTERM");
+    void Promise.all(processes.map((p) => p.worker.proc.exited))
+      .then(() => scratch.drop())
+      .finally(() => process.exit(130));
+  });
+}
 const metricsPort = (w: WorkerProcess) => Number(/"metricsPort":(\d+)/.exec(w.output())![1]);
 for (let i = 0; i < Number(args.bridges); i++) {
   const w = await startNodeWorker("bridge", { ...bridgeEnv, BRIDGE_CLIENT_ID: `bench-bridge-${run}-${i}` });

@@ -9,20 +9,23 @@ export async function seedTrackableOrders(sql: Sql, count: number): Promise<stri
   return sql.begin(async (tx) => {
     const rows = await tx<{ id: string }[]>`
       with d as (
-        select driver_id, row_number() over (order by driver_id) as rn
+        select driver_id, row_number() over (order by driver_id) - 1 as rn
         from driver_state
         where status = 'available' and current_order_id is null
         limit ${count}
       ),
-      cs as (select array_agg(id order by id) as ids, array_agg(location order by id) as locs from customers),
-      rs as (select array_agg(id order by id) as ids from restaurants),
+      -- Customers and restaurants numbered and joined by the driver's number modulo their count (hash joins):
+      -- subscripting an array of 10,000 locations per row detoasted the whole array each time (minutes at 100,000).
+      c as (select id, location, row_number() over (order by id) - 1 as rn from customers),
+      r as (select id, row_number() over (order by id) - 1 as rn from restaurants),
       o as (
         insert into orders (customer_id, restaurant_id, delivery_location, items, status, driver_id,
                             confirmed_at, assigned_at)
-        select cs.ids[1 + d.rn % cardinality(cs.ids)], rs.ids[1 + d.rn % cardinality(rs.ids)],
-               cs.locs[1 + d.rn % cardinality(cs.ids)],
+        select c.id, r.id, c.location,
                '[{"name": "bench meal", "qty": 1, "price_cents": 1000}]'::jsonb, 'assigned', d.driver_id, now(), now()
-        from d, cs, rs
+        from d
+        join c on c.rn = d.rn % (select count(*) from customers)
+        join r on r.rn = d.rn % (select count(*) from restaurants)
         returning id, driver_id
       ),
       s as (
