@@ -60,7 +60,7 @@ export function trackingModule(deps: TrackingDeps) {
     )
     .get(
       "/:order_id/live",
-      async ({ params, request, principal, set }) => {
+      async ({ params, principal, set }) => {
         // Before any database work: at the ceiling a refusal must cost next to nothing.
         const release = deps.liveStreams.acquire();
         if (!release) {
@@ -71,7 +71,9 @@ export function trackingModule(deps: TrackingDeps) {
         }
         try {
           await deps.access.check(principal, params.order_id);
-          return await openLiveStream(params.order_id, live, { signal: request.signal, onClose: release });
+          // No request.signal: the stream's cancel() already says the client went away, and a listener on the
+          // signal would keep the whole Request alive for the stream's life.
+          return await openLiveStream(params.order_id, live, { onClose: release });
         } catch (error) {
           release();
           throw error;

@@ -6,18 +6,18 @@
  * Every `track` and `position` carries an id: the version of the state it shows (see eventId). A client that
  * reconnects (EventSource sends the last id as Last-Event-ID) gets the current `track` at once, whatever it missed:
  * the latest state is all a map needs, so nothing is replayed. The id tells it whether that state is newer.
- * A comment line every `heartbeatMs` keeps proxies and load balancers from dropping a quiet stream. A client that
- * stops taking what is sent is dropped (see createStallWatch in streams.ts): nothing is buffered for it without bound.
+ * A comment line every `heartbeatMs` keeps proxies and load balancers from dropping a quiet stream. Nothing queues for
+ * a client that falls behind: it skips to the newest state, and one behind for two heartbeats is dropped (sse-sink.ts).
  */
 import { AppError } from "../../../lib/errors.ts";
 import type { FeedEvent, OrderFeed } from "./feed.ts";
 import type { Track } from "./model.ts";
 import type { TrackingService } from "./service.ts";
-import { type CloseReason, createStallWatch, LIVE_QUEUE_MARK_BYTES } from "./streams.ts";
+import { createSseSink, type EventKind } from "./sse-sink.ts";
+import type { CloseReason } from "./streams.ts";
 
 export const DEFAULT_HEARTBEAT_MS = 15_000;
 const TERMINAL: ReadonlySet<string> = new Set(["delivered", "cancelled"]);
-const encoder = new TextEncoder();
 
 export interface LiveStreamDeps {
   feed: OrderFeed;
@@ -63,25 +63,10 @@ export async function openLiveStream(
   }
   const first = snapshot;
 
-  let controller: ReadableStreamDefaultController<Uint8Array> | undefined;
   let finished = false;
   let heartbeat: ReturnType<typeof setInterval> | undefined;
   // Positions not newer than the last one sent are stale (buffered before the snapshot, or replays).
   let lastPositionMs = first.driver?.updated_at ? Date.parse(first.driver.updated_at) : -Infinity;
-
-  const stall = createStallWatch();
-  const write = (text: string) => {
-    if (finished || !controller) return;
-    try {
-      controller.enqueue(encoder.encode(text));
-    } catch {
-      finish("client"); // the client went away between two events
-      return;
-    }
-    if (stall.wrote(controller.desiredSize)) drop();
-  };
-  const send = (event: string, data: unknown, id?: string) =>
-    write(`${id === undefined ? "" : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
 
   function finish(reason: CloseReason) {
     if (finished) return;
@@ -91,40 +76,27 @@ export async function openLiveStream(
     signal?.removeEventListener("abort", abort);
     options.onClose?.(reason);
   }
-  const end = (reason: CloseReason) => {
+  const sink = createSseSink({ preamble: "retry: 3000\n\n", onClose: finish });
+  const frame = (event: string, data: unknown, id?: string) =>
+    `${id === undefined ? "" : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+  const send = (kind: EventKind, data: unknown, id: string) => {
+    if (!finished) sink.send(frame(kind, data, id), kind);
+  };
+  const end = (reason: CloseReason, last?: string) => {
     finish(reason);
-    try {
-      controller?.close();
-    } catch {
-      // already closed or cancelled by the client
-    }
+    sink.end(last);
   };
   const abort = () => end("client");
-  // A slow client: error() discards what is queued (close() would keep it for a reader that is not reading) and
-  // makes the server reset the socket, which frees the descriptor. No Error object: Bun.serve prints a stream's error
-  // with its stack, which would be a log line per dropped client; they are counted on /metrics instead.
-  function drop() {
-    finish("slow_client");
-    try {
-      controller?.error(undefined);
-    } catch {
-      // already closed
-    }
-  }
-  const beat = () => {
-    if (!controller || finished) return;
-    if (stall.beat(controller.desiredSize)) drop();
-    else write(": heartbeat\n\n");
-  };
 
   let lastStatus = first.status;
   const sendTrack = (track: Track) => {
     lastStatus = track.status;
     if (track.driver?.updated_at) lastPositionMs = Math.max(lastPositionMs, Date.parse(track.driver.updated_at));
-    send("track", track, eventId(track.status, lastPositionMs));
+    const id = eventId(track.status, lastPositionMs);
     if (TERMINAL.has(track.status)) {
-      send("end", { order_id: track.order_id, status: track.status });
-      end("ended");
+      end("ended", frame("track", track, id) + frame("end", { order_id: track.order_id, status: track.status }));
+    } else {
+      send("track", track, id);
     }
   };
 
@@ -172,27 +144,14 @@ export async function openLiveStream(
     }
   };
 
-  const body = new ReadableStream<Uint8Array>(
-    {
-      start(c) {
-        controller = c;
-        write("retry: 3000\n\n");
-        sendTrack(first);
-        for (const event of early.splice(0)) handle(event);
-        deliver = handle;
-        if (!finished) heartbeat = setInterval(beat, deps.heartbeatMs);
-      },
-      cancel() {
-        finish("client");
-      },
-    },
-    // Counts queued bytes, so desiredSize says how far behind the client is.
-    new ByteLengthQueuingStrategy({ highWaterMark: LIVE_QUEUE_MARK_BYTES }),
-  );
+  sendTrack(first);
+  for (const event of early.splice(0)) handle(event);
+  deliver = handle;
+  if (!finished) heartbeat = setInterval(() => sink.beat(), deps.heartbeatMs);
   signal?.addEventListener("abort", abort, { once: true });
   if (signal?.aborted) abort();
 
-  return new Response(body, {
+  return new Response(sink.body, {
     headers: {
       "content-type": "text/event-stream; charset=utf-8",
       "cache-control": "no-cache, no-transform",

@@ -17,7 +17,7 @@ const CEILING_WITHOUT_LIMIT = 8_192;
 export const CLOSE_REASONS = [
   "ended", // the order was delivered or cancelled
   "client", // the client closed it, or its socket failed
-  "slow_client", // the client stopped reading: its queue stayed over the mark (see createStallWatch)
+  "slow_client", // the client stopped reading: it stayed behind for SLOW_CLIENT_HEARTBEATS heartbeats (sse-sink.ts)
   "shutdown", // the process is draining
 ] as const;
 export type CloseReason = (typeof CLOSE_REASONS)[number];
@@ -102,34 +102,7 @@ export function createLiveStreamGate(max: number): LiveStreamGate {
 }
 
 /**
- * A stream's queue may hold this many bytes before it counts as not draining (ByteLengthQueuingStrategy): about 50
- * position events, so a client that reads at all never reaches it, while a stalled one costs at most a few times it.
+ * Heartbeats in a row with the client behind (the last write not taken) before it is dropped: 30-45 s at the default
+ * 15 s. Meanwhile nothing queues for it: newer events replace the waiting ones (see sse-sink.ts).
  */
-export const LIVE_QUEUE_MARK_BYTES = 16 * 1024;
-/** Heartbeats in a row with the queue over its mark before the client is dropped (30-45 s at the default 15 s). */
 export const SLOW_CLIENT_HEARTBEATS = 2;
-/** Over this much queued the client is dropped at once, whatever the heartbeats say: memory per stream is bounded. */
-export const LIVE_QUEUE_MAX_BYTES = 4 * LIVE_QUEUE_MARK_BYTES;
-
-/**
- * The write-timeout rule of one stream, on the controller's desiredSize (mark - queued bytes; below 0 means the
- * client is not taking what is sent). `beat` runs at each heartbeat, `wrote` after each write; both answer true when
- * the client must be dropped. A dead peer (gone without a FIN) fills the socket's buffer, then this queue, and is
- * dropped the same way; a quiet but healthy client drains its heartbeats and is never dropped.
- */
-export function createStallWatch(options: { markBytes?: number; maxBytes?: number; heartbeats?: number } = {}) {
-  const mark = options.markBytes ?? LIVE_QUEUE_MARK_BYTES;
-  const max = options.maxBytes ?? LIVE_QUEUE_MAX_BYTES;
-  const limit = options.heartbeats ?? SLOW_CLIENT_HEARTBEATS;
-  let stalled = 0;
-  return {
-    beat(desiredSize: number | null): boolean {
-      if (desiredSize === null) return false; // errored or closed: finished elsewhere
-      stalled = desiredSize < 0 ? stalled + 1 : 0;
-      return stalled >= limit;
-    },
-    wrote(desiredSize: number | null): boolean {
-      return desiredSize !== null && mark - desiredSize > max;
-    },
-  };
-}

@@ -1,14 +1,10 @@
-/** The live-stream ceiling and the slow-client rule as pure functions (a real server: live-streams-server.test.ts). */
+/** The live-stream ceiling as pure functions (a real server: live-streams-server.test.ts; the slow-client rule: sse-sink.test.ts). */
 import { describe, expect, test } from "bun:test";
 import {
   createLiveStreamGate,
-  createStallWatch,
   descriptorReserve,
-  LIVE_QUEUE_MARK_BYTES,
-  LIVE_QUEUE_MAX_BYTES,
   liveStreamCeiling,
   openFileLimit,
-  SLOW_CLIENT_HEARTBEATS,
 } from "../../../../api/modules/tracking/streams.ts";
 import { AppError } from "../../../../lib/errors.ts";
 
@@ -79,38 +75,5 @@ describe("the gate", () => {
     expect(gate.open).toBe(0);
     expect(gate.refused).toBe(3);
     expect(gate.closed).toEqual({ ended: 1, client: 0, slow_client: 1, shutdown: 0 });
-  });
-});
-
-describe("the slow-client rule", () => {
-  // desiredSize = mark - queued bytes: what a ReadableStream controller with a ByteLengthQueuingStrategy reports.
-  const queued = (bytes: number) => LIVE_QUEUE_MARK_BYTES - bytes;
-
-  // Each row: the queued bytes seen at successive heartbeats, and at which beat (1-based) the client is dropped.
-  const rows: [string, number[], number | undefined][] = [
-    ["a client that reads: the queue stays empty", [0, 0, 0, 0, 0], undefined],
-    ["a queue at the mark is not over it", [LIVE_QUEUE_MARK_BYTES, LIVE_QUEUE_MARK_BYTES], undefined],
-    ["over the mark once, then drained", [LIVE_QUEUE_MARK_BYTES + 1, 0, LIVE_QUEUE_MARK_BYTES + 1, 0], undefined],
-    ["over the mark at consecutive beats", [0, LIVE_QUEUE_MARK_BYTES + 1, LIVE_QUEUE_MARK_BYTES + 500], 3],
-    ["stuck from the start", [LIVE_QUEUE_MARK_BYTES + 10, LIVE_QUEUE_MARK_BYTES + 20, LIVE_QUEUE_MARK_BYTES + 30], 2],
-  ];
-  for (const [name, beats, droppedAt] of rows) {
-    test(name, () => {
-      const watch = createStallWatch();
-      const verdicts = beats.map((bytes) => watch.beat(queued(bytes)));
-      expect(verdicts.indexOf(true) + 1 || undefined).toBe(droppedAt);
-    });
-  }
-
-  test(`dropped after ${SLOW_CLIENT_HEARTBEATS} stalled heartbeats by default; a closed stream is left alone`, () => {
-    const watch = createStallWatch({ heartbeats: 3 });
-    expect([watch.beat(-1), watch.beat(-1), watch.beat(null), watch.beat(-1)]).toEqual([false, false, false, true]);
-  });
-
-  test("a queue over the hard bound drops the client at the write, without waiting for heartbeats", () => {
-    const watch = createStallWatch();
-    expect(watch.wrote(queued(LIVE_QUEUE_MAX_BYTES))).toBe(false);
-    expect(watch.wrote(queued(LIVE_QUEUE_MAX_BYTES + 1))).toBe(true);
-    expect(watch.wrote(null)).toBe(false);
   });
 });
