@@ -66,6 +66,8 @@ const CLIENTS = Number(args.clients ?? Math.max(1, Math.ceil(STREAMS / STREAMS_P
 const RATE = Number(args.rate ?? Math.max(50, Math.round(ORDERS / 4)));
 const STARVE_AFTER_S = Number(args["starve-after"]);
 const REPORT_MS = 5_000;
+/** The load generators report every second (their lines are deltas), so a restart is timed to about a second. */
+const CLIENT_REPORT_MS = 1_000;
 const FD_LIMIT = 20_000; // the hard limit on this box; each API and client process raises its soft limit to it
 const SOURCE = args.source;
 if (SOURCE !== "pipeline" && SOURCE !== "notify") throw new Error("--source must be pipeline or notify");
@@ -216,7 +218,7 @@ try {
       ["bash", "-c", `ulimit -n ${FD_LIMIT} && exec bun bench/fanout/load-client.ts "$@"`, "load-client",
        "--targets", targetsFile, "--from", String(i * perClient), "--to", String(Math.min(STREAMS, (i + 1) * perClient)),
        "--port", String(port), "--addresses", addresses, "--per-second", args["open-rate"],
-       "--report-ms", String(REPORT_MS), "--starve-after-ms", String(STARVE_AFTER_S * 1000)],
+       "--report-ms", String(CLIENT_REPORT_MS), "--starve-after-ms", String(STARVE_AFTER_S * 1000)],
       { cwd: ROOT, stdout: "pipe", stderr: "inherit" },
     );
     clientPids.push(client.pid);
