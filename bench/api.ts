@@ -133,6 +133,12 @@ async function main() {
   /** The ingest command (its process group), the API, the connections and the scratch database; once. */
   const stopAll = () =>
     (stopping ??= (async () => {
+      // The API and this script's connections first: the ingest command drops its database when it stops.
+      if (api) {
+        api.kill("SIGTERM");
+        await api.exited;
+      }
+      await sql?.end({ timeout: 5 });
       if (ingest && ingest.exitCode === null) {
         try {
           process.kill(-ingest.pid, "SIGTERM");
@@ -141,11 +147,6 @@ async function main() {
         }
         await ingest.exited;
       }
-      if (api) {
-        api.kill("SIGTERM");
-        await api.exited;
-      }
-      await sql?.end({ timeout: 5 });
       await scratch?.drop();
     })());
   for (const signal of ["SIGINT", "SIGTERM"] as const) {

@@ -5,15 +5,33 @@
  */
 import type { Sql } from "../../lib/db.ts";
 
-export async function seedTrackableOrders(sql: Sql, count: number): Promise<string[]> {
+export async function seedTrackableOrders(sql: Sql, count: number, chunk = 10_000): Promise<string[]> {
+  const ids: string[] = [];
+  while (ids.length < count) {
+    const made = await seedChunk(sql, Math.min(chunk, count - ids.length), ids.length);
+    if (made.length === 0) break; // no available driver left
+    ids.push(...made);
+  }
+  return ids;
+}
+
+/**
+ * One transaction of up to `count` orders. The drivers are locked first, in id order, skipping any a position worker
+ * holds: the bench may seed while ingest runs, and taking 100,000 rows in one statement against the worker's
+ * batches deadlocked. The worker waits for these rows instead, for one chunk's time.
+ */
+async function seedChunk(sql: Sql, count: number, offset: number): Promise<string[]> {
   return sql.begin(async (tx) => {
     const rows = await tx<{ id: string }[]>`
-      with d as (
-        select driver_id, row_number() over (order by driver_id) - 1 as rn
+      with free as (
+        select driver_id
         from driver_state
         where status = 'available' and current_order_id is null
+        order by driver_id
         limit ${count}
+        for update skip locked
       ),
+      d as (select driver_id, row_number() over (order by driver_id) - 1 + ${offset} as rn from free),
       -- Customers and restaurants numbered and joined by the driver's number modulo their count (hash joins):
       -- subscripting an array of 10,000 locations per row detoasted the whole array each time (minutes at 100,000).
       c as (select id, location, row_number() over (order by id) - 1 as rn from customers),
