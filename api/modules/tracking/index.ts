@@ -6,6 +6,7 @@ import type { AuthPlugin, AuthRule } from "../../auth/plugin.ts";
 import { ErrorModel, errorResponses } from "../../model.ts";
 import { createTrackCache, type TrackCache, type TrackCacheOptions } from "./cache.ts";
 import type { OrderFeed } from "./feed.ts";
+import { createHeartbeats } from "./heartbeats.ts";
 import { DEFAULT_HEARTBEAT_MS, openLiveStream } from "./live.ts";
 import { Track, TrackParams } from "./model.ts";
 import { trackingService } from "./service.ts";
@@ -38,7 +39,7 @@ export function createTrackCacheFor(deps: Pick<TrackingDeps, "sql" | "feed" | "t
 
 export function trackingModule(deps: TrackingDeps) {
   const tracking = trackingService(deps.sql);
-  const live = { feed: deps.feed, tracking, heartbeatMs: deps.heartbeatMs ?? DEFAULT_HEARTBEAT_MS };
+  const live = { feed: deps.feed, tracking, heartbeats: createHeartbeats(deps.heartbeatMs ?? DEFAULT_HEARTBEAT_MS) };
   const cache = deps.cache ?? createTrackCacheFor(deps);
 
   return new Elysia({ prefix: "/track" })

@@ -6,13 +6,14 @@
  * Every `track` and `position` carries an id: the version of the state it shows (see eventId). A client that
  * reconnects (EventSource sends the last id as Last-Event-ID) gets the current `track` at once, whatever it missed:
  * the latest state is all a map needs, so nothing is replayed. The id tells it whether that state is newer.
- * A comment line every `heartbeatMs` keeps proxies and load balancers from dropping a quiet stream. Nothing queues for
+ * A comment line every heartbeat period keeps proxies and load balancers from dropping a quiet stream. Nothing queues for
  * a client that falls behind: it skips to the newest state, and one behind for two heartbeats is dropped (sse-sink.ts).
  */
 import { AppError } from "../../../lib/errors.ts";
 import type { FeedEvent, OrderFeed } from "./feed.ts";
 import type { Track } from "./model.ts";
 import type { TrackingService } from "./service.ts";
+import type { Heartbeats } from "./heartbeats.ts";
 import { createSseSink, type EventKind } from "./sse-sink.ts";
 import type { CloseReason } from "./streams.ts";
 
@@ -22,7 +23,8 @@ const TERMINAL: ReadonlySet<string> = new Set(["delivered", "cancelled"]);
 export interface LiveStreamDeps {
   feed: OrderFeed;
   tracking: TrackingService;
-  heartbeatMs: number;
+  /** The process's heartbeat timer (heartbeats.ts), shared by its streams. */
+  heartbeats: Heartbeats;
 }
 
 /**
@@ -64,14 +66,14 @@ export async function openLiveStream(
   const first = snapshot;
 
   let finished = false;
-  let heartbeat: ReturnType<typeof setInterval> | undefined;
+  let stopBeating: (() => void) | undefined;
   // Positions not newer than the last one sent are stale (buffered before the snapshot, or replays).
   let lastPositionMs = first.driver?.updated_at ? Date.parse(first.driver.updated_at) : -Infinity;
 
   function finish(reason: CloseReason) {
     if (finished) return;
     finished = true;
-    clearInterval(heartbeat);
+    stopBeating?.();
     unsubscribe();
     signal?.removeEventListener("abort", abort);
     options.onClose?.(reason);
@@ -147,7 +149,7 @@ export async function openLiveStream(
   sendTrack(first);
   for (const event of early.splice(0)) handle(event);
   deliver = handle;
-  if (!finished) heartbeat = setInterval(() => sink.beat(), deps.heartbeatMs);
+  if (!finished) stopBeating = deps.heartbeats.add(sink.beat);
   signal?.addEventListener("abort", abort, { once: true });
   if (signal?.aborted) abort();
 

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import net from "node:net";
 import type { FeedListener, OrderFeed } from "../../../../api/modules/tracking/feed.ts";
+import { createHeartbeats } from "../../../../api/modules/tracking/heartbeats.ts";
 import { openLiveStream } from "../../../../api/modules/tracking/live.ts";
 import type { Track } from "../../../../api/modules/tracking/model.ts";
 import type { TrackingService } from "../../../../api/modules/tracking/service.ts";
@@ -264,6 +265,7 @@ describe("over real sockets (Bun.serve, a fake feed pushing 32 KB events)", () =
   };
   const tracking: TrackingService = { track: async () => snapshot };
   const closed: CloseReason[] = [];
+  const heartbeats = createHeartbeats(HEARTBEAT_MS);
   let server: ReturnType<typeof Bun.serve>;
   const sockets: net.Socket[] = [];
   beforeAll(() => {
@@ -273,7 +275,7 @@ describe("over real sockets (Bun.serve, a fake feed pushing 32 KB events)", () =
       fetch: (request) =>
         openLiveStream(
           orderId,
-          { feed, tracking, heartbeatMs: HEARTBEAT_MS },
+          { feed, tracking, heartbeats },
           { signal: request.signal, onClose: (reason) => closed.push(reason) },
         ),
     });

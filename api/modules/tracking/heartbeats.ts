@@ -1,0 +1,63 @@
+/**
+ * One timer per process for every live stream's heartbeat, instead of a setInterval per stream (a timer object and
+ * its closure each: ~0.4 KB per stream in Bun alone, `bench/fanout/stream-memory.ts`). Streams join `slots` buckets
+ * in turn and the timer visits one bucket every periodMs / slots, so each stream beats once per period and the beats
+ * are spread over it (100,000 streams at 15 s: ~417 every 62.5 ms, not 100,000 at once). The timer runs only while
+ * some stream is registered, so an idle process (or a test) has none.
+ */
+export interface Heartbeats {
+  /** Calls `beat` once per period from now on; returns the function that stops it. */
+  add(beat: () => void): () => void;
+  /** Streams registered. */
+  readonly size: number;
+}
+
+export const HEARTBEAT_SLOTS = 16;
+
+export function createHeartbeats(periodMs: number, slots = HEARTBEAT_SLOTS): Heartbeats {
+  if (!(periodMs > 0) || !Number.isInteger(slots) || slots < 1) {
+    throw new RangeError(`heartbeats: period ${periodMs} ms and ${slots} slots must be positive`);
+  }
+  const buckets = Array.from({ length: slots }, () => new Set<() => void>());
+  let size = 0;
+  let joining = 0; // the bucket the next stream joins
+  let visiting = 0; // the bucket the next tick beats
+  let timer: ReturnType<typeof setInterval> | undefined;
+
+  const tick = () => {
+    const bucket = buckets[visiting]!;
+    visiting = (visiting + 1) % slots;
+    for (const beat of bucket) {
+      try {
+        beat();
+      } catch (error) {
+        console.error("[api] a live stream's heartbeat failed", error); // one stream's fault stops no other
+      }
+    }
+  };
+
+  return {
+    add(beat) {
+      // In turn, so the buckets stay even: a stream's first beat comes within a period of its opening.
+      const bucket = buckets[joining]!;
+      joining = (joining + 1) % slots;
+      bucket.add(beat);
+      size += 1;
+      timer ??= setInterval(tick, periodMs / slots);
+      let removed = false;
+      return () => {
+        if (removed) return;
+        removed = true;
+        bucket.delete(beat);
+        size -= 1;
+        if (size === 0) {
+          clearInterval(timer);
+          timer = undefined;
+        }
+      };
+    },
+    get size() {
+      return size;
+    },
+  };
+}

@@ -1,0 +1,56 @@
+/** The process's one heartbeat timer for its live streams, with real timers and short periods. */
+import { describe, expect, test } from "bun:test";
+import { createHeartbeats } from "../../../../api/modules/tracking/heartbeats.ts";
+import { waitFor } from "../../support/wait.ts";
+
+describe("heartbeats", () => {
+  test("every stream beats once per period, spread over the slots: counts never differ by more than one", async () => {
+    const heartbeats = createHeartbeats(80, 4);
+    const counts = Array.from({ length: 10 }, () => 0);
+    const stops = counts.map((_, i) => heartbeats.add(() => void (counts[i]! += 1)));
+    expect(heartbeats.size).toBe(10);
+    const spreads: number[] = [];
+    await waitFor("every stream to beat three times", () => {
+      spreads.push(Math.max(...counts) - Math.min(...counts));
+      return Math.min(...counts) >= 3;
+    });
+    expect(Math.max(...spreads)).toBeLessThanOrEqual(1);
+    for (const stop of stops) stop();
+    expect(heartbeats.size).toBe(0);
+  });
+
+  test("a stream that stopped is not beaten again; stopping twice counts once", async () => {
+    const heartbeats = createHeartbeats(40, 4);
+    const counts = Array.from({ length: 8 }, () => 0);
+    const stops = counts.map((_, i) => heartbeats.add(() => void (counts[i]! += 1)));
+    await waitFor("a first beat for every stream", () => Math.min(...counts) >= 1);
+    stops[0]!();
+    stops[0]!();
+    expect(heartbeats.size).toBe(7);
+    const at = counts[0]!;
+    const others = () => Math.min(...counts.slice(1));
+    const target = others() + 2; // two more full cycles of every bucket
+    await waitFor("two more beats for the others", () => others() >= target);
+    expect(counts[0]).toBe(at);
+    for (const stop of stops) stop();
+    expect(heartbeats.size).toBe(0);
+  });
+
+  test("a beat that throws stops no other stream's", async () => {
+    const heartbeats = createHeartbeats(40, 2);
+    let healthy = 0;
+    const a = heartbeats.add(() => {
+      throw new Error("broken stream");
+    });
+    const b = heartbeats.add(() => void (healthy += 1));
+    await waitFor("the healthy stream to keep beating", () => healthy >= 3);
+    a();
+    b();
+  });
+
+  test("a period or slot count that is not positive is refused", () => {
+    expect(() => createHeartbeats(0)).toThrow(RangeError);
+    expect(() => createHeartbeats(15_000, 0)).toThrow(RangeError);
+    expect(() => createHeartbeats(Number.NaN)).toThrow(RangeError);
+  });
+});
