@@ -59,8 +59,13 @@ const { values: args } = parseArgs({
     "new-orders": { type: "string", default: "4000" },
     "old-orders": { type: "string", default: "400" },
     seed: { type: "string", default: "16" },
+    /** The index's proposals per order and the dispatcher's batches at once; default: the API's (lib/config.ts). */
+    candidates: { type: "string", default: String(config().dispatchCandidates) },
+    "in-flight": { type: "string", default: String(config().dispatchBatchesInFlight) },
   },
 });
+const CANDIDATES = Number(args.candidates);
+const IN_FLIGHT = Number(args["in-flight"]);
 const DRIVERS = Number(args.drivers);
 const POINTS = Number(args.points);
 const RUNS = Number(args.runs);
@@ -133,7 +138,7 @@ async function main() {
     for (const r of restaurants) for (const area of areasAround(r.lat, r.lon).slice(0, 1)) area(); // the API's warm cache
     // As the API runs it: read, decoded and indexed on a worker thread with its own connection.
     const index = createDriverIndex(readerInWorker(scratch.url), {
-      refreshMs: 2_000, candidates: 8, maxDistanceKm: FALLBACK_REACH_M / 1000,
+      refreshMs: 2_000, candidates: CANDIDATES, maxDistanceKm: FALLBACK_REACH_M / 1000,
     });
     await index.refresh();
     exactness[`${mix.name}, ${INDEX_METHOD}`] = await checkIndexExactness(points, index);
@@ -160,7 +165,7 @@ async function main() {
           const n = Number(args["new-orders"]);
           const orders = await placeOrders(n, customer!.id, restaurants, run);
           await index.refresh();
-          const dispatcher = createDispatcher(sql, { inFlight: 2 });
+          const dispatcher = createDispatcher(sql, { inFlight: IN_FLIGHT });
           record(mix.name, INDEX_METHOD, metric, await throughput(n, (i) => indexAssign(orders[i]!, { index, dispatcher }, areasAround), callers));
           (invariants[mix.name] ??= []).push(await checkAndReset(n));
         }
@@ -219,7 +224,7 @@ async function main() {
   const commit = Bun.spawnSync(["git", "rev-parse", "--short", "HEAD"]).stdout.toString().trim();
   await Bun.write(`${stem}.json`, JSON.stringify({
     parameters: { drivers: DRIVERS, restaurants: Number(args.restaurants), points: POINTS, runs: RUNS,
-                  concurrency: CONCURRENCY, wideConcurrency: WIDE_CONCURRENCY, indexRefreshMs: 2_000, candidates: 8, resolution: RESOLUTION, seed: SEED, mixes: MIXES,
+                  concurrency: CONCURRENCY, wideConcurrency: WIDE_CONCURRENCY, indexRefreshMs: 2_000, candidates: CANDIDATES, inFlight: IN_FLIGHT, resolution: RESOLUTION, seed: SEED, mixes: MIXES,
                   queries: { old: Number(args["old-queries"]), new: Number(args["new-queries"]) },
                   orders: { old: Number(args["old-orders"]), new: Number(args["new-orders"]) } },
     machine: { postgres: machine?.version, cpus: navigator.hardwareConcurrency, commit },
