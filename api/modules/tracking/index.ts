@@ -72,8 +72,8 @@ export function trackingModule(deps: TrackingDeps) {
         }
         try {
           await deps.access.check(principal, params.order_id);
-          // No request.signal: the stream's cancel() already says the client went away, and a listener on the
-          // signal would keep the whole Request alive for the stream's life.
+          // The stream's own cancel() tells it the client went away (sse-sink.ts); an abort listener on the request
+          // would keep the whole Request alive for the stream's life.
           return await openLiveStream(params.order_id, live, { onClose: release });
         } catch (error) {
           release();

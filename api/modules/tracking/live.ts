@@ -35,8 +35,6 @@ export const eventId = (status: string, positionMs: number) =>
   `${status}.${Number.isFinite(positionMs) ? positionMs : 0}`;
 
 export interface LiveStreamOptions {
-  /** The request's signal: the client went away. */
-  signal?: AbortSignal;
   /** Called once when the stream closes, with why (not when opening fails: the caller sees that as a throw). */
   onClose?: (reason: CloseReason) => void;
 }
@@ -46,7 +44,6 @@ export async function openLiveStream(
   deps: LiveStreamDeps,
   options: LiveStreamOptions = {},
 ): Promise<Response> {
-  const { signal } = options;
   // Subscribe before reading the snapshot: whatever commits in between is buffered, not lost.
   const early: FeedEvent[] = [];
   let deliver: ((event: FeedEvent) => void) | undefined;
@@ -75,7 +72,6 @@ export async function openLiveStream(
     finished = true;
     stopBeating?.();
     unsubscribe();
-    signal?.removeEventListener("abort", abort);
     options.onClose?.(reason);
   }
   const sink = createSseSink({ preamble: "retry: 3000\n\n", onClose: finish });
@@ -88,7 +84,6 @@ export async function openLiveStream(
     finish(reason);
     sink.end(last);
   };
-  const abort = () => end("client");
 
   let lastStatus = first.status;
   const sendTrack = (track: Track) => {
@@ -150,8 +145,6 @@ export async function openLiveStream(
   for (const event of early.splice(0)) handle(event);
   deliver = handle;
   if (!finished) stopBeating = deps.heartbeats.add(sink.beat);
-  signal?.addEventListener("abort", abort, { once: true });
-  if (signal?.aborted) abort();
 
   return new Response(sink.body, {
     headers: {

@@ -272,11 +272,11 @@ describe("over real sockets (Bun.serve, a fake feed pushing 32 KB events)", () =
     server = Bun.serve({
       port: 0,
       hostname: "127.0.0.1",
-      fetch: (request) =>
+      fetch: () =>
         openLiveStream(
           orderId,
           { feed, tracking, heartbeats },
-          { signal: request.signal, onClose: (reason) => closed.push(reason) },
+          { onClose: (reason) => closed.push(reason) },
         ),
     });
   });
