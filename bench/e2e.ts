@@ -102,14 +102,28 @@ const workerEnv = { ...pipeline.workerEnv, DATABASE_URL: serviceUrl(dbUrl, "trac
 // The simulated fleet multiplexes 100,000 phones over a few hundred connections: the dev-only `loadgen` user.
 const fleetMqttUrl = process.env.MQTT_LOADGEN_URL ?? config().mqttUrl;
 const processes: { name: string; worker: WorkerProcess; port: number }[] = [];
-// Interrupted (Ctrl-C, or bench:api ending the ingest it ran): stop the services and drop the database, as the end does.
+let stopping: Promise<void> | undefined;
+/** The bridges and workers, their broker sessions, the connection and the scratch database; at the end or on a signal. */
+const stopServices = () =>
+  (stopping ??= (async () => {
+    for (const p of processes) p.worker.proc.kill("SIGTERM");
+    await Promise.all(processes.map((p) => p.worker.proc.exited));
+    // Each bridge's persistent session would keep what was still queued for it in the broker for good (held in memory
+    // and autosaved whole every 30 s, slowing every later client): a clean-session login under its client id discards it.
+    for (let i = 0; i < Number(args.bridges); i++) {
+      const session = await mqtt.connectAsync(config().mqttUrl, {
+        clientId: `bench-bridge-${run}-${i}`, clean: true, protocolVersion: 4, reconnectPeriod: 0,
+      });
+      await session.endAsync();
+    }
+    await sql.end();
+    await scratch.drop();
+  })());
+// Interrupted (Ctrl-C, or bench:api ending the ingest it ran): the same as the end.
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, () => {
     console.error(`\n${signal}: stopping the bridge and workers, dropping ${dbName}`);
-    for (const p of processes) p.worker.proc.kill("SIGTERM");
-    void Promise.all(processes.map((p) => p.worker.proc.exited))
-      .then(() => scratch.drop())
-      .finally(() => process.exit(130));
+    void stopServices().finally(() => process.exit(130));
   });
 }
 const metricsPort = (w: WorkerProcess) => Number(/"metricsPort":(\d+)/.exec(w.output())![1]);
@@ -374,16 +388,5 @@ console.log(`\nwritten ${file}`);
 const sustained = results.find((r) => r.windows && r.windows.length > 0);
 if (sustained) console.log(`plotted ${await writePlot(`${stem}.svg`, sustainedPlot(sustained))}`);
 
-for (const p of processes) p.worker.proc.kill("SIGTERM");
-await Promise.all(processes.map((p) => p.worker.proc.exited));
-// Each bridge's persistent session would keep what was still queued for it in the broker for good (held in memory and
-// autosaved whole every 30 s, slowing every later client): a clean-session login under its client id discards it.
-for (let i = 0; i < Number(args.bridges); i++) {
-  const session = await mqtt.connectAsync(config().mqttUrl, {
-    clientId: `bench-bridge-${run}-${i}`, clean: true, protocolVersion: 4, reconnectPeriod: 0,
-  });
-  await session.endAsync();
-}
-await sql.end();
-await scratch.drop();
+await stopServices();
 process.exit(0);
