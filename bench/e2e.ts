@@ -5,6 +5,10 @@
  *   available (idle: --idle-batch fixes, 7, per message every --idle-every-s, 30 s); --rates is then ignored (the
  *   offered rate follows from the mix). Compare with `--batch 4 --rates <drivers / 4>`: every driver every 4 s, in
  *   messages of 4 fixes (the simulator's fixed batching before the modes).
+ * `bun run bench:e2e -- --rates 10000 --batch 4 --dispatch-orders-per-s 20`: with the API's dispatch running beside
+ *   ingest in its own process (bench/dispatch/beside-ingest.ts: the index of available drivers re-read every 2 s,
+ *   and 20 orders a second assigned through it), counted in the server's CPU: issue 16's ingest-side cost, against
+ *   the same command without the flag.
  *
  * The whole ingest path on this machine: a simulated fleet publishes over MQTT at a fixed offered rate; bridges
  * (Node) forward to Kafka; position workers (Node) apply to PostGIS. For each rate it reports the sustained applied
@@ -54,8 +58,25 @@ const { values: args } = parseArgs({
     "window-s": { type: "string", default: "0" },
     /** Before the run, the raw trail of the last this many hours for every driver, in bulk (steady state's trail). */
     "prefill-trail-hours": { type: "string", default: "0" },
+    /**
+     * Once warm, the API's dispatch runs beside ingest in a process of its own (issue 16's ingest-side cost): its
+     * index of available drivers re-read every 2 s, and this many orders a second assigned through it (0: reads only).
+     */
+    "dispatch-orders-per-s": { type: "string" },
+    /**
+     * Seconds of warm-up before measuring, at least (then until the lag is under 2,000 messages, 50 s at most): the
+     * first message of each driver brings it online, a state change; with phones reporting every 40 s (100,000
+     * drivers, batches of 4, 10,000/s) that takes 40 s.
+     */
+    "warm-up-s": { type: "string", default: "10" },
   },
 });
+const WARM_UP_S = Number(args["warm-up-s"]);
+if (!(WARM_UP_S >= 0)) throw new Error(`--warm-up-s: ${args["warm-up-s"]} is not a number of seconds`);
+const DISPATCH_ORDERS_PER_S = args["dispatch-orders-per-s"] === undefined ? undefined : Number(args["dispatch-orders-per-s"]);
+if (DISPATCH_ORDERS_PER_S !== undefined && !(DISPATCH_ORDERS_PER_S >= 0)) {
+  throw new Error(`--dispatch-orders-per-s: ${args["dispatch-orders-per-s"]} is not a rate`);
+}
 const FLEET_MIX = args["fleet-mix"] === undefined ? undefined : Number(args["fleet-mix"]);
 if (FLEET_MIX !== undefined && !(FLEET_MIX >= 0 && FLEET_MIX <= 1)) throw new Error(`--fleet-mix: ${args["fleet-mix"]} is not 0..1`);
 const FIX_EVERY_S = Number(args["fix-every-s"]);
@@ -102,12 +123,14 @@ const workerEnv = { ...pipeline.workerEnv, DATABASE_URL: serviceUrl(dbUrl, "trac
 // The simulated fleet multiplexes 100,000 phones over a few hundred connections: the dev-only `loadgen` user.
 const fleetMqttUrl = process.env.MQTT_LOADGEN_URL ?? config().mqttUrl;
 const processes: { name: string; worker: WorkerProcess; port: number }[] = [];
+/** The API's dispatch beside ingest, while one runs (--dispatch-orders-per-s). */
+let dispatchLoad: DispatchLoad | undefined;
 let stopping: Promise<void> | undefined;
 /** The bridges and workers, their broker sessions, the connection and the scratch database; at the end or on a signal. */
 const stopServices = () =>
   (stopping ??= (async () => {
     for (const p of processes) p.worker.proc.kill("SIGTERM");
-    await Promise.all(processes.map((p) => p.worker.proc.exited));
+    await Promise.all([...processes.map((p) => p.worker.proc.exited), dispatchLoad?.stop().catch(() => undefined)]);
     // Each bridge's persistent session would keep what was still queued for it in the broker for good (held in memory
     // and autosaved whole every 30 s, slowing every later client): a clean-session login under its client id discards it.
     for (let i = 0; i < Number(args.bridges); i++) {
@@ -147,6 +170,7 @@ const scrapeWorkers = async () => {
 const watched = () => [
   ...processes.map((p) => ({ name: p.name, pids: [p.worker.proc.pid] })),
   { name: "bench+fleet (bun)", pids: [process.pid] },
+  ...(dispatchLoad ? [{ name: "dispatch (API)", pids: [dispatchLoad.pid] }] : []),
   { name: "mosquitto", pids: pidsOf("mosquitto -c") },
   { name: "kafka", pids: pidsOf("kafka.Kafka") },
   // PostgreSQL's backends serving this benchmark's database, and the server's shared processes (WAL writer,
@@ -176,6 +200,47 @@ async function placeTrackedOrders(count: number): Promise<number> {
 }
 
 const results: RateResult[] = [];
+
+interface DispatchLoad {
+  pid: number;
+  readyDrivers: number;
+  /** SIGTERM, then its counts (idempotent). */
+  stop(): Promise<Omit<NonNullable<RateResult["dispatch"]>, "ordersPerS">>;
+}
+
+/** bench/dispatch/beside-ingest.ts against this run's database, once its first read is in. */
+async function startDispatchLoad(ordersPerS: number): Promise<DispatchLoad> {
+  const proc = Bun.spawn(
+    ["bun", "--preload", "./lib/stack-env.ts", "bench/dispatch/beside-ingest.ts", "--database-url", dbUrl, "--orders-per-s", String(ordersPerS)],
+    { stdout: "pipe", stderr: "inherit" },
+  );
+  const lines = (async function* () {
+    let buffered = "";
+    for await (const chunk of proc.stdout) {
+      buffered += new TextDecoder().decode(chunk);
+      let nl: number;
+      while ((nl = buffered.indexOf("\n")) >= 0) {
+        yield JSON.parse(buffered.slice(0, nl));
+        buffered = buffered.slice(nl + 1);
+      }
+    }
+  })();
+  const ready = await lines.next();
+  if (ready.done) throw new Error(`the dispatch load exited (${await proc.exited}) before its first read`);
+  let stopped: ReturnType<DispatchLoad["stop"]> | undefined;
+  return {
+    pid: proc.pid,
+    readyDrivers: ready.value.drivers,
+    stop: () =>
+      (stopped ??= (async () => {
+        proc.kill("SIGTERM");
+        const counts = await lines.next();
+        await proc.exited;
+        if (counts.done) throw new Error("the dispatch load exited without its counts");
+        return counts.value;
+      })()),
+  };
+}
 
 const mb = (bytes: number) => (bytes / 2 ** 20).toFixed(0);
 /** A sustained run over time: applied rate and lag, and freshness percentiles, window by window. */
@@ -267,10 +332,14 @@ for (const rate of RATES) {
   };
   // Warm-up: the first seconds bring every driver online (a state change per driver), not steady state. Measure
   // once the backlog of that is gone (or after 60 s, if the pipeline cannot keep up at all).
-  await Bun.sleep(10_000);
+  await Bun.sleep(WARM_UP_S * 1000);
   const warmDeadline = Date.now() + 50_000;
   while (Date.now() < warmDeadline && ((await scrapeWorkers()).get("kafka_consumer_lag_messages") ?? 0) > 2_000) {
     await Bun.sleep(1_000);
+  }
+  if (DISPATCH_ORDERS_PER_S !== undefined) {
+    dispatchLoad = await startDispatchLoad(DISPATCH_ORDERS_PER_S);
+    console.error(`dispatch beside ingest: ${dispatchLoad.readyDrivers} available drivers in its first read, ${DISPATCH_ORDERS_PER_S} orders/s`);
   }
   if (rate === RATES[0] && Number(args["track-orders"]) > 0) {
     const tracked = await placeTrackedOrders(Number(args["track-orders"]));
@@ -323,6 +392,8 @@ for (const rate of RATES) {
     cpuPercent: p.cpuPercent,
     maxRssMb: Math.round((maxRss.get(p.name) ?? 0) / 2 ** 20),
   }));
+  const dispatch = dispatchLoad ? { ordersPerS: DISPATCH_ORDERS_PER_S!, ...(await dispatchLoad.stop()) } : undefined;
+  dispatchLoad = undefined;
   await fleet.stop();
   const delta = (k: string) => (after.get(k) ?? 0) - (before.get(k) ?? 0);
   const q = (metric: string) => ({
@@ -343,6 +414,7 @@ for (const rate of RATES) {
     lagOverTime: lag,
     processes: cpu,
     ...(WINDOW_S > 0 ? { windows } : {}),
+    ...(dispatch ? { dispatch } : {}),
   });
   // Drain before the next rate so its numbers are its own.
   const drainDeadline = Date.now() + 60_000;
@@ -367,6 +439,13 @@ for (const r of results) {
       `   ${fmt(r.freshnessDevice)}     ${fmt(r.freshnessSend)}     ${fmt(r.freshnessBridge)}      ${String(Math.max(...r.lagOverTime)).padStart(8)}`,
   );
   console.log(`      MQTT messages/s ${r.messageRate}, positions/s ${r.sentRate}, server CPU ${r.serverCpuPercent}%`);
+  if (r.dispatch) {
+    const d = r.dispatch;
+    console.log(
+      `      dispatch beside ingest: ${d.reads.ok} index reads (${d.reads.failed} failed) of ${d.reads.drivers} drivers, ` +
+        `${d.orders.placed} orders placed (${d.ordersPerS}/s): ${d.orders.byIndex} by the index, ${d.orders.byExactSearch} by the exact search, ${d.orders.refused} refused`,
+    );
+  }
   for (const p of r.processes) {
     console.log(`      ${p.name.padEnd(20)} cpu ${String(p.cpuPercent).padStart(4)}%  max rss ${String(p.maxRssMb).padStart(5)} MB`);
   }

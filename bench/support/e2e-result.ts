@@ -21,6 +21,16 @@ export interface RateResult {
   processes: { name: string; cpuPercent: number; maxRssMb: number }[];
   /** With --window-s: the run window by window (a sustained run's steady state). */
   windows?: WindowResult[];
+  /**
+   * With --dispatch-orders-per-s: the API's dispatch beside ingest (bench/dispatch/beside-ingest.ts), its own process
+   * ("dispatch (API)" in processes, counted in the server's CPU; its database backends in "postgres (bench db)").
+   */
+  dispatch?: {
+    ordersPerS: number;
+    reads: { ok: number; failed: number; drivers: number };
+    lastReadMs: number | undefined;
+    orders: { placed: number; byIndex: number; byExactSearch: number; refused: number };
+  };
 }
 export interface WindowResult {
   /** Seconds since the measurement started, at the window's end. */
