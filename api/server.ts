@@ -56,13 +56,15 @@ void (async () => {
     }
   }
 })();
-// Dispatch: the available drivers in memory, re-read every DISPATCH_INDEX_REFRESH_MS (a failed read is logged and
-// retried at the next; after three refreshes without one, assignments search H3 cells until one succeeds).
+// Dispatch: the available drivers in memory, re-read every DISPATCH_INDEX_REFRESH_MS, or less often when reads take
+// more than DISPATCH_INDEX_READ_PERCENT of the time (a failed read is logged and retried at the next; after three
+// refreshes without one, assignments search H3 cells until one succeeds).
 const dispatch = cfg.dispatchIndexRefreshMs > 0
   ? {
       // Read, decoded and indexed on a worker thread with its own connection: never on the event loop.
       index: createDriverIndex(readerInWorker(cfg.databaseUrl), {
         refreshMs: cfg.dispatchIndexRefreshMs,
+        readShare: cfg.dispatchIndexReadPercent / 100,
         candidates: cfg.dispatchCandidates,
         maxDistanceKm: FALLBACK_REACH_M / 1000,
         onError: (error) =>

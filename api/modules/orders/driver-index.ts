@@ -16,7 +16,15 @@ import type { Sql } from "../../../lib/db.ts";
 import { haversineM } from "../../../lib/position.ts";
 
 export interface DriverIndexOptions {
+  /** The pause between one read's end and the next read, at least. */
   refreshMs: number;
+  /**
+   * The share of wall time the index may spend reading, at most (0 < share ≤ 1; default 1, no bound): the pause
+   * after a read of r ms is at least r × (1/share − 1). A read of all 100,000 drivers takes ~200 ms and ~230 ms of CPU
+   * (database and API together), and slows as the box gets busier, so the bound stretches the pause when reads are
+   * dear and backs off under load (docs/dispatch.md).
+   */
+  readShare?: number;
   /** How many drivers a proposal names. */
   candidates: number;
   /** Nobody farther than this is proposed. */
@@ -188,11 +196,19 @@ export interface DriverIndex {
   propose(lat: number, lon: number): string[] | undefined;
   /** A driver this process just gave an order: not proposed again until a snapshot taken afterwards. */
   claimed(driverId: string): void;
-  stats(): { drivers: number; ageMs: number | undefined; lastReadMs: number | undefined };
+  stats(): { drivers: number; ageMs: number | undefined; lastReadMs: number | undefined; nextDelayMs: number };
+}
+
+/** The pause before the next read, after one that took `lastReadMs`: refreshMs, stretched to keep reads to `readShare`. */
+export function refreshDelayMs(refreshMs: number, lastReadMs: number | undefined, readShare = 1): number {
+  if (!(readShare > 0 && readShare <= 1)) throw new RangeError(`readShare ${readShare} is not in (0, 1]`);
+  return Math.max(refreshMs, Math.round((lastReadMs ?? 0) * (1 / readShare - 1)));
 }
 
 export function createDriverIndex(reader: SnapshotReader, options: DriverIndexOptions): DriverIndex {
-  const maxAgeMs = options.maxAgeMs ?? options.refreshMs * 3;
+  const delayMs = () => refreshDelayMs(options.refreshMs, lastReadMs, options.readShare);
+  /** Three refreshes as they are now paced: a snapshot older than that was not followed by a successful read. */
+  const maxAgeMs = () => options.maxAgeMs ?? 3 * (delayMs() + (lastReadMs ?? 0));
   let snapshot: Snapshot | undefined;
   let lastReadMs: number | undefined;
   /** Driver id → Date.now() when this process claimed it. */
@@ -225,7 +241,7 @@ export function createDriverIndex(reader: SnapshotReader, options: DriverIndexOp
         options.onError?.(error);
       }
       schedule();
-    }, options.refreshMs);
+    }, delayMs());
   }
 
   return {
@@ -243,7 +259,7 @@ export function createDriverIndex(reader: SnapshotReader, options: DriverIndexOp
     },
     propose(lat, lon) {
       const s = snapshot;
-      if (!s || Date.now() - s.readAt > maxAgeMs) return undefined;
+      if (!s || Date.now() - s.readAt > maxAgeMs()) return undefined;
       const found = nearestOnSphere(s, lat, lon, options.candidates, options.maxDistanceKm * 1000, (i) =>
         taken.size === 0 || !taken.has(uuidAt(s.ids, i)));
       return found.map((i) => uuidAt(s.ids, i));
@@ -255,6 +271,7 @@ export function createDriverIndex(reader: SnapshotReader, options: DriverIndexOp
       drivers: snapshot?.count ?? 0,
       ageMs: snapshot ? Date.now() - snapshot.readAt : undefined,
       lastReadMs,
+      nextDelayMs: delayMs(),
     }),
   };
 }
