@@ -1,6 +1,6 @@
 /**
  * What one idle SSE stream costs a Bun server, by way of holding it: `bun bench/fanout/stream-memory.ts --streams
- * 10000 --variant readable|direct|readable-no-timer|app`. A server child process with only the stream (no
+ * 10000 --variant readable|direct|readable-no-timer|tcp|app`. A server child process with only the stream (no
  * database, no auth) for the first three; `app` is not supported here (bench:fanout measures the real API). The
  * parent opens the streams with bench:fanout's raw-socket client and prints the server's RSS before and after, per
  * stream. Tells Bun's own per-connection cost from what the API adds on top.
@@ -18,7 +18,22 @@ const { values: args } = parseArgs({
   },
 });
 
-if (args.serve) {
+if (args.serve && args.variant === "tcp") {
+  // No HTTP server at all: Bun.listen's sockets answering any request with the stream's headers and first event,
+  // then holding the socket. The floor of one idle stream under Bun, below which no HTTP layer can go.
+  const head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n";
+  const event = "retry: 3000\n\nid: x.1\nevent: track\ndata: {}\n\n";
+  const listener = Bun.listen({
+    hostname: "127.0.0.1",
+    port: Number(args.port),
+    socket: {
+      data(socket) {
+        socket.write(`${head}${event.length.toString(16)}\r\n${event}\r\n`);
+      },
+    },
+  });
+  console.log(`port ${listener.port}`);
+} else if (args.serve) {
   const encoder = new TextEncoder();
   const variant = args.variant;
   const server = Bun.serve({
