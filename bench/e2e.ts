@@ -411,6 +411,7 @@ for (const rate of RATES) {
     freshnessDevice: q("position_freshness_from_device_seconds"),
     freshnessSend: q("position_freshness_from_send_seconds"),
     freshnessBridge: q("position_freshness_from_bridge_seconds"),
+    applySeconds: q("batch_apply_seconds"),
     lagOverTime: lag,
     processes: cpu,
     ...(WINDOW_S > 0 ? { windows } : {}),
@@ -438,7 +439,7 @@ for (const r of results) {
     `${String(r.offeredRate).padStart(9)} ${String(r.sentRate).padStart(8)} ${String(r.appliedRate).padStart(10)}` +
       `   ${fmt(r.freshnessDevice)}     ${fmt(r.freshnessSend)}     ${fmt(r.freshnessBridge)}      ${String(Math.max(...r.lagOverTime)).padStart(8)}`,
   );
-  console.log(`      MQTT messages/s ${r.messageRate}, positions/s ${r.sentRate}, server CPU ${r.serverCpuPercent}%`);
+  console.log(`      MQTT messages/s ${r.messageRate}, positions/s ${r.sentRate}, server CPU ${r.serverCpuPercent}%${r.applySeconds ? `, one batch's apply p50/p95/p99 ${fmt(r.applySeconds)} s` : ""}`);
   if (r.dispatch) {
     const d = r.dispatch;
     console.log(

@@ -17,6 +17,8 @@ export interface RateResult {
   freshnessDevice: { p50: number; p95: number; p99: number };
   freshnessSend: { p50: number; p95: number; p99: number };
   freshnessBridge: { p50: number; p95: number; p99: number };
+  /** The worker's apply of one batch (COPY, apply_position_batch, commit), from its batch_apply_seconds histogram. */
+  applySeconds?: { p50: number; p95: number; p99: number };
   lagOverTime: number[];
   processes: { name: string; cpuPercent: number; maxRssMb: number }[];
   /** With --window-s: the run window by window (a sustained run's steady state). */
