@@ -444,7 +444,7 @@ for (const r of results) {
     const d = r.dispatch;
     console.log(
       `      dispatch beside ingest: ${d.reads.ok} index reads (${d.reads.failed} failed) of ${d.reads.drivers} drivers, ` +
-        `${d.orders.placed} orders placed (${d.ordersPerS}/s): ${d.orders.byIndex} by the index, ${d.orders.byExactSearch} by the exact search, ${d.orders.refused} refused`,
+        `${d.orders.placed} orders placed (${d.ordersPerS}/s): ${d.orders.assigned} assigned, ${d.orders.refused} refused`,
     );
   }
   for (const p of r.processes) {

@@ -1,17 +1,19 @@
 /**
  * The API's dispatch as it runs beside ingest (issue 16's ingest-side cost), in a process of its own so its CPU is
  * counted apart: the in-memory index of available drivers re-read every DISPATCH_INDEX_REFRESH_MS, within
- * DISPATCH_INDEX_READ_PERCENT of the time (on a worker thread, as in the API), and, with --orders-per-s N, N orders a second placed at random restaurants, confirmed and
- * assigned as the API's service does (the index's proposals through the dispatcher's batches; T1409 falls back to
- * 0011's exact search). Started by `bench:e2e --dispatch-orders-per-s N` against its scratch database; prints one
- * JSON line of counts on SIGTERM, then exits.
+ * DISPATCH_INDEX_READ_PERCENT of the time (on a worker thread, as in the API), and, with --orders-per-s N, N orders
+ * a second placed at random restaurants, confirmed and assigned by the API's own orders service (the index's
+ * proposals through the dispatcher's batches; T1409 falls back to 0011's exact search). Started by
+ * `bench:e2e --dispatch-orders-per-s N` against its scratch database; prints one JSON line of counts on SIGTERM,
+ * then exits.
  *
  *   bun bench/dispatch/beside-ingest.ts --database-url URL [--orders-per-s 20]
  */
 import { parseArgs } from "node:util";
-import { assignInWideningAreas, areaArguments, searchAreaCache } from "../../api/modules/orders/assignment.ts";
-import { assignProposed, createDispatcher } from "../../api/modules/orders/dispatcher.ts";
+import { FALLBACK_REACH_M } from "../../api/modules/orders/assignment.ts";
+import { createDispatcher } from "../../api/modules/orders/dispatcher.ts";
 import { createDriverIndex, readerInWorker } from "../../api/modules/orders/driver-index.ts";
+import { ordersService } from "../../api/modules/orders/service.ts";
 import { config } from "../../lib/config.ts";
 import { connectDatabase } from "../../lib/db.ts";
 import { createRng } from "../../lib/random.ts";
@@ -42,16 +44,17 @@ const index = createDriverIndex({
   refreshMs: settings.dispatchIndexRefreshMs,
   readShare: settings.dispatchIndexReadPercent / 100,
   candidates: settings.dispatchCandidates,
-  maxDistanceKm: 20,
+  maxDistanceKm: FALLBACK_REACH_M / 1000,
   onError: () => reads.failed++,
 });
-const dispatcher = createDispatcher(sql, { inFlight: settings.dispatchBatchesInFlight });
-const areasAround = searchAreaCache(settings.h3Resolution);
-const restaurants = await sql<{ id: string; lat: number; lon: number }[]>`
-  select id, st_y(location::geometry) as lat, st_x(location::geometry) as lon from restaurants order by id`;
+const service = ordersService(sql, undefined, {
+  index,
+  dispatcher: createDispatcher(sql, { inFlight: settings.dispatchBatchesInFlight }),
+});
+const restaurants = await sql<{ id: string }[]>`select id from restaurants order by id`;
 const [customer] = await sql<{ id: string }[]>`select id from customers order by id limit 1`;
 const rng = createRng(16, "beside-ingest");
-const orders = { placed: 0, byIndex: 0, byExactSearch: 0, refused: 0 };
+const orders = { placed: 0, assigned: 0, refused: 0 };
 
 await index.refresh();
 index.start();
@@ -63,11 +66,8 @@ async function placeAndAssign() {
     values (${customer!.id}, ${r.id}, (select location from restaurants where id = ${r.id}), 'confirmed', now())
     returning id`;
   orders.placed++;
-  const driver = await assignProposed({ index, dispatcher }, order!.id, r.lat, r.lon);
-  if (driver) return void orders.byIndex++;
-  await assignInWideningAreas(areasAround(r.lat, r.lon), (area) =>
-    sql`select id from assign_nearest_driver(${order!.id}, ${areaArguments(sql, area)})`);
-  orders.byExactSearch++;
+  await service.assign(order!.id); // NO_DRIVER_AVAILABLE and any other refusal are counted by the caller
+  orders.assigned++;
 }
 
 const inFlight = new Set<Promise<void>>();

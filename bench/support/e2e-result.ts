@@ -31,7 +31,8 @@ export interface RateResult {
     ordersPerS: number;
     reads: { ok: number; failed: number; drivers: number };
     lastReadMs: number | undefined;
-    orders: { placed: number; byIndex: number; byExactSearch: number; refused: number };
+    /** byIndex / byExactSearch in the files of 2026-11-30 before 18:30 UTC; assigned (either way) since. */
+    orders: { placed: number; assigned?: number; byIndex?: number; byExactSearch?: number; refused: number };
   };
 }
 export interface WindowResult {
