@@ -14,9 +14,9 @@
  *   - 0017's way, as the API runs it by default: its in-memory index of available drivers (re-read every 2 s,
  *     running during the run) proposes the nearest 8, the database ranks them (nearest_among) — exactness against
  *     the same exhaustive scan, latency, searches/s; and the index's own answer alone (its nearest proposal, in
- *     memory, before the database's re-check: exactness and latency) — and assigns through the API's dispatcher (batches, 2 in
- *     flight; T1409 falls back to 0011's search), with 16 and with 64 concurrent callers; and the index's feed: one
- *     read's wall time, the API's CPU and the database backend's CPU (from /proc), per read.
+ *     memory, before the database's re-check: exactness and latency) — and assigns through the API's dispatcher
+ *     (batches, 2 in flight; T1409 falls back to 0011's search), with 16 and with 64 concurrent callers; and the
+ *     index's feed: one read's wall time, the API's CPU and the database backend's CPU (from /proc), per read.
  * Every speed figure is min / median / max of --runs runs. The ingest side: 0011 adds nothing to driver_state (no
  * index, column or trigger) and leaves apply_position_batch as it was; the run records both, for the result file.
  * Prints a table, writes JSON and an SVG plot under bench/results/. Not a test: nothing here asserts a speed.
@@ -385,8 +385,10 @@ async function newAssign(order: Order, areasAround: ReturnType<typeof searchArea
 }
 
 /** 0017's search as the API runs it: the index's 8 nearest, ranked by the database on their current rows. */
-async function indexSearch(p: LatLon, index: DriverIndex): Promise<string | undefined> {
-  const proposed = index.propose(p.lat, p.lon);
+const indexSearch = (p: LatLon, index: DriverIndex) => rankProposed(p, index.propose(p.lat, p.lon));
+
+/** The database's pick among the index's proposals: nearest_among on their current rows. */
+async function rankProposed(p: LatLon, proposed: string[] | undefined): Promise<string | undefined> {
   if (!proposed || proposed.length === 0) return undefined;
   const [row] = await sql<{ driver_id: string }[]>`
     select driver_id from nearest_among(${geography(p)}, ${arrayLiteral(proposed)}::uuid[])`;
@@ -399,10 +401,10 @@ async function checkIndexExactness(points: Point[], index: DriverIndex) {
   const checked = { points: points.length, same: 0, found: 0, byArea: {} };
   const inMemory = { points: points.length, same: 0, found: 0, byArea: {} };
   for (const [i, p] of points.entries()) {
-    const nearest = index.propose(p.lat, p.lon)?.[0];
-    if (nearest) inMemory.found++;
-    if (nearest === truth[i]) inMemory.same++;
-    const got = await indexSearch(p, index);
+    const proposed = index.propose(p.lat, p.lon);
+    if (proposed?.[0]) inMemory.found++;
+    if (proposed?.[0] === truth[i]) inMemory.same++;
+    const got = await rankProposed(p, proposed);
     if (got) checked.found++;
     if (got === truth[i]) checked.same++;
   }

@@ -6,9 +6,9 @@
  *   offered rate follows from the mix). Compare with `--batch 4 --rates <drivers / 4>`: every driver every 4 s, in
  *   messages of 4 fixes (the simulator's fixed batching before the modes).
  * `bun run bench:e2e -- --rates 10000 --batch 4 --dispatch-orders-per-s 20`: with the API's dispatch running beside
- *   ingest in its own process (bench/dispatch/beside-ingest.ts: the index of available drivers re-read every 2 s,
- *   and 20 orders a second assigned through it), counted in the server's CPU: issue 16's ingest-side cost, against
- *   the same command without the flag.
+ *   ingest in its own process (bench/dispatch/beside-ingest.ts: the index of available drivers re-read as the API
+ *   does, and 20 orders a second assigned through it), counted in the server's CPU: issue 16's ingest-side cost,
+ *   against the same command without the flag.
  *
  * The whole ingest path on this machine: a simulated fleet publishes over MQTT at a fixed offered rate; bridges
  * (Node) forward to Kafka; position workers (Node) apply to PostGIS. For each rate it reports the sustained applied
@@ -60,7 +60,8 @@ const { values: args } = parseArgs({
     "prefill-trail-hours": { type: "string", default: "0" },
     /**
      * Once warm, the API's dispatch runs beside ingest in a process of its own (issue 16's ingest-side cost): its
-     * index of available drivers re-read every 2 s, and this many orders a second assigned through it (0: reads only).
+     * index of available drivers re-read as the API does (DISPATCH_INDEX_REFRESH_MS, DISPATCH_INDEX_READ_PERCENT),
+     * and this many orders a second assigned through it (0: reads only).
      */
     "dispatch-orders-per-s": { type: "string" },
     /**
@@ -215,9 +216,10 @@ async function startDispatchLoad(ordersPerS: number): Promise<DispatchLoad> {
     { stdout: "pipe", stderr: "inherit" },
   );
   const lines = (async function* () {
+    const decoder = new TextDecoder();
     let buffered = "";
     for await (const chunk of proc.stdout) {
-      buffered += new TextDecoder().decode(chunk);
+      buffered += decoder.decode(chunk, { stream: true });
       let nl: number;
       while ((nl = buffered.indexOf("\n")) >= 0) {
         yield JSON.parse(buffered.slice(0, nl));
@@ -444,7 +446,8 @@ for (const r of results) {
     const d = r.dispatch;
     console.log(
       `      dispatch beside ingest: ${d.reads.ok} index reads (${d.reads.failed} failed) of ${d.reads.drivers} drivers, ` +
-        `${d.orders.placed} orders placed (${d.ordersPerS}/s): ${d.orders.assigned} assigned, ${d.orders.refused} refused`,
+        `${d.orders.placed} orders placed (${d.ordersPerS}/s): ${d.orders.assigned} assigned, ${d.orders.refused} refused` +
+        (d.orders.firstRefusal ? ` (first: ${d.orders.firstRefusal})` : ""),
     );
   }
   for (const p of r.processes) {

@@ -54,7 +54,9 @@ const service = ordersService(sql, undefined, {
 const restaurants = await sql<{ id: string }[]>`select id from restaurants order by id`;
 const [customer] = await sql<{ id: string }[]>`select id from customers order by id limit 1`;
 const rng = createRng(16, "beside-ingest");
-const orders = { placed: 0, assigned: 0, refused: 0 };
+const orders: { placed: number; assigned: number; refused: number; firstRefusal?: string } = {
+  placed: 0, assigned: 0, refused: 0,
+};
 
 await index.refresh();
 index.start();
@@ -79,7 +81,10 @@ if (ORDERS_PER_S > 0) {
     const target = Math.floor(((performance.now() - started) / 1000) * ORDERS_PER_S);
     for (; due < target; due++) {
       const p = placeAndAssign()
-        .catch(() => void orders.refused++)
+        .catch((error: unknown) => {
+          orders.refused++;
+          orders.firstRefusal ??= error instanceof Error ? error.message : String(error);
+        })
         .finally(() => inFlight.delete(p));
       inFlight.add(p);
     }

@@ -32,7 +32,11 @@ export interface RateResult {
     reads: { ok: number; failed: number; drivers: number };
     lastReadMs: number | undefined;
     /** byIndex / byExactSearch in the files of 2026-11-30 before 18:30 UTC; assigned (either way) since. */
-    orders: { placed: number; assigned?: number; byIndex?: number; byExactSearch?: number; refused: number };
+    orders: {
+      placed: number; assigned?: number; byIndex?: number; byExactSearch?: number; refused: number;
+      /** The first refusal's message, so a refused order is never only a count. */
+      firstRefusal?: string;
+    };
   };
 }
 export interface WindowResult {
