@@ -20,7 +20,7 @@ import { createBatchConsumer, createRecordProducer, sendToDlq, type ConsumedMess
 import { applyPositionBatch, mergeResults, splitByDriver, type ApplyResult } from "./apply-batch.ts";
 import { UNKNOWN_ERROR_TRIES, withApplyRetries } from "./apply-retry.ts";
 import { deadLetters, sqlRejects } from "./dead-letters.ts";
-import { decodeBatch, type DecodedBatch } from "./decode-batch.ts";
+import { type DecodedBatch, decodeBatchYielding } from "./decode-batch.ts";
 import { applyIsolating } from "./isolate-refused.ts";
 import { logger } from "./log.ts";
 import { createMetrics, notifyQueueWatch, serveMetrics } from "./metrics.ts";
@@ -210,15 +210,16 @@ async function main() {
     };
   }
 
-  // Two stages overlap: while PostgreSQL applies batch N, this process fetches and decodes batch N+1. Batches are
-  // still applied, dead-lettered and committed strictly one after the other, in offset order.
+  // Two stages overlap: while PostgreSQL applies batch N, this process fetches and decodes batch N+1, in chunks, so
+  // that batch N's transactions get their next command without waiting for the whole decode. Batches are still
+  // applied, dead-lettered and committed strictly one after the other, in offset order.
   type InFlight = { messages: ConsumedMessage[]; decoded: DecodedBatch; applying: ReturnType<typeof applyWithRetry> };
   let inFlight: InFlight | undefined;
   while (!stopping) {
     const messages = await consumer.nextBatch(cfg.batchMaxMessages, cfg.batchMaxWaitMs);
     const decoded =
       messages.length > 0
-        ? decodeBatch(messages, { nowMs: Date.now(), h3Resolution: cfg.h3Resolution })
+        ? await decodeBatchYielding(messages, { nowMs: Date.now(), h3Resolution: cfg.h3Resolution })
         : undefined;
     if (inFlight) {
       const done = await consumer.holdWhile(inFlight.applying, holdReport());

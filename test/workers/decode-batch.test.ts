@@ -2,7 +2,7 @@
 import { expect, test } from "bun:test";
 import { cellOf } from "../../lib/h3.ts";
 import type { ConsumedMessage } from "../../lib/kafka.ts";
-import { decodeBatch } from "../../workers/decode-batch.ts";
+import { decodeBatch, decodeBatchYielding } from "../../workers/decode-batch.ts";
 
 const ID = "6b1b6f0e-1111-4222-8333-944455556666";
 const NOW_MS = 1_764_000_000_000;
@@ -61,4 +61,32 @@ test("speed is not the decoder's to judge any more (SQL judges it from the last 
   const t = NOW_MS / 1000;
   const far = [{ lat: 40.7, lon: -74, tst: t - 20 }, { lat: 41.2, lon: -74, tst: t - 10 }];
   expect(decodeBatch([message(record(far))], opts).rows.length).toBe(2);
+});
+
+/** A mixed batch: good messages of several positions, refused positions, and whole refused messages. */
+function mixedBatch(): ConsumedMessage[] {
+  const t = NOW_MS / 1000;
+  return Array.from({ length: 23 }, (_, i) =>
+    i % 7 === 3
+      ? message("{", i)
+      : message(record([
+          { lat: 40.7 + i / 1000, lon: -74, tst: t - 8 - i },
+          { lat: 40.7, lon: -74 + i / 1000, tst: t - 4 - i, acc: i % 5 === 0 ? 5_000 : 10 },
+        ]), i));
+}
+
+test.each([1, 4, 500])("decoding with the event loop given a turn every %i messages gives decodeBatch's result", async (chunk) => {
+  const messages = mixedBatch();
+  expect(await decodeBatchYielding(messages, opts, chunk)).toEqual(decodeBatch(messages, opts));
+});
+
+test("decodeBatchYielding lets callbacks already queued run before it has finished", async () => {
+  let finished = false;
+  let ranBeforeTheEnd: boolean | undefined;
+  setImmediate(() => {
+    ranBeforeTheEnd = !finished;
+  });
+  await decodeBatchYielding(mixedBatch(), opts, 4);
+  finished = true;
+  expect(ranBeforeTheEnd).toBe(true);
 });
