@@ -141,8 +141,10 @@ test("a stalled listener fills the queue; over the limit, ingest goes on and cou
   await inTransaction;
   try {
     // Other traffic on the shared queue (any channel counts): 64 MB that the stalled listener keeps from being freed.
-    // The queue is the whole server's, so other tests' notices come and go in it too: 64 MB dwarfs them.
-    await db.sql`select pg_notify('test_fill', repeat('x', 7900)) from generate_series(1, 8000)`;
+    // The queue is the whole server's, so other tests' notices come and go in it too: 64 MB dwarfs them. Each payload
+    // differs: PostgreSQL keeps one of identical notices sent in one transaction, and a single one may fit the page
+    // the queue's tail is on, which reads as usage 0 (seen in CI).
+    await db.sql`select pg_notify('test_fill', repeat('x', 7900) || g) from generate_series(1, 8000) g`;
     const [{ usage }] = (await db.sql`select usage from notify_queue_status()`) as unknown as [{ usage: number }];
     expect(usage).toBeGreaterThan(0);
 
