@@ -37,6 +37,9 @@ export function createProducer(bootstrapServers: string, clientId: string, sasl 
   });
 }
 
+/** Bytes as they are (librdkafka copies a payload as it is produced, RK_MSG_COPY), a string as UTF-8. */
+const asBuffer = (value: Buffer | string): Buffer => (typeof value === "string" ? Buffer.from(value) : value);
+
 export interface OutgoingRecord {
   topic: string;
   key: string | null;
@@ -90,7 +93,7 @@ export function createRecordProducer(bootstrapServers: string, clientId: string,
         pending.set(id, { resolve, reject });
         const headers = record.headers ? Object.entries(record.headers).map(([k, v]) => ({ [k]: v })) : undefined;
         try {
-          producer.produce(record.topic, null, Buffer.from(record.value), record.key, Date.now(), id, headers);
+          producer.produce(record.topic, null, asBuffer(record.value), record.key, Date.now(), id, headers);
         } catch (error) {
           // Local queue full or an unknown topic: the caller decides (the bridge then leaves the message unacked).
           pending.delete(id);

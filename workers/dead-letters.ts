@@ -1,11 +1,22 @@
 /**
  * A batch's refusals → dead letters: one per refused Kafka message, carrying its bytes once, whether the decoder
- * refused the whole message, the decoder or SQL refused some of its positions, or both.
+ * refused the whole message, the decoder or SQL refused some of its positions, or both. A binary (v2) record is
+ * dead-lettered in its JSON v1 form, the same content readable by an operator with kcat; its refused positions keep
+ * their indexes. A value that does not decode is dead-lettered as it came.
  */
 import { mainReason, type Refusal } from "../lib/dead-letter.ts";
 import type { RejectReason } from "../lib/errors.ts";
 import type { ConsumedMessage, DlqRecord } from "../lib/kafka.ts";
+import { decodeRecord, RECORD_V2_MARKER } from "../lib/position-record.ts";
 import type { DecodedBatch, Reject } from "./decode-batch.ts";
+
+/** The value to dead-letter: a v2 record as JSON v1, anything else unchanged. */
+export function readableValue(value: Buffer | null): Buffer {
+  if (value === null) return Buffer.alloc(0);
+  if (value[0] !== RECORD_V2_MARKER) return value;
+  const decoded = decodeRecord(value);
+  return decoded.ok ? Buffer.from(JSON.stringify(decoded.record)) : value;
+}
 
 /** SQL's refusals (by staged seq) as rejects of their message and position. */
 export function sqlRejects(decoded: DecodedBatch, seqs: readonly number[], reasons: readonly string[]): Reject[] {
@@ -33,7 +44,7 @@ export function deadLetters(messages: readonly ConsumedMessage[], rejects: reado
       const m = messages[message]!;
       const base = {
         key: m.key?.toString() ?? null,
-        value: m.value ?? Buffer.alloc(0),
+        value: readableValue(m.value),
         source: `kafka:${m.topic}/${m.partition}@${m.offset}`,
       };
       const whole = list.find((r) => r.index === undefined);

@@ -8,6 +8,7 @@ import type { RejectReason } from "../lib/errors.ts";
 import { cellOf } from "../lib/h3.ts";
 import type { ConsumedMessage } from "../lib/kafka.ts";
 import { checkDevicePosition, checkInContext, type ContextLimits, DEFAULT_LIMITS, isUuid, type PositionRecord } from "../lib/position.ts";
+import { decodeRecord, RECORD_V2_MARKER } from "../lib/position-record.ts";
 
 export interface StagedPosition {
   seq: number;
@@ -76,6 +77,22 @@ export async function decodeBatchYielding(
   return batch;
 }
 
+/**
+ * A Kafka value as a record: the bridge's binary form (lib/position-record.ts) or the JSON v1 form (the HTTP API's,
+ * and any record written before the bridge switched forms).
+ */
+function readRecord(value: Buffer | null): { record: PositionRecord } | { refused: Omit<Reject, "message"> } {
+  if (value !== null && value.length > 0 && value[0] === RECORD_V2_MARKER) {
+    const decoded = decodeRecord(value);
+    return decoded.ok ? { record: decoded.record } : { refused: { reason: "invalid_shape", detail: decoded.detail } };
+  }
+  try {
+    return { record: JSON.parse(value?.toString() ?? "") as PositionRecord };
+  } catch {
+    return { refused: { reason: "malformed_json", detail: "Kafka value is not JSON" } };
+  }
+}
+
 /** One Kafka message's positions into `batch`: staged rows, or rejects naming the message (and position). */
 function decodeMessage(
   batch: DecodedBatch,
@@ -85,13 +102,12 @@ function decodeMessage(
   h3Resolution: number,
 ): void {
   const { rows, rejects, positionIndex } = batch;
-  let record: PositionRecord;
-  try {
-    record = JSON.parse(m.value?.toString() ?? "");
-  } catch {
-    rejects.push({ message, reason: "malformed_json", detail: "Kafka value is not JSON" });
+  const read = readRecord(m.value);
+  if ("refused" in read) {
+    rejects.push({ message, ...read.refused });
     return;
   }
+  const { record } = read;
   if (
     record?.v !== 1 ||
     !Array.isArray(record.positions) ||

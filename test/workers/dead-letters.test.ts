@@ -3,6 +3,7 @@ import { expect, test } from "bun:test";
 import type { ConsumedMessage } from "../../lib/kafka.ts";
 import { deadLetters, sqlRejects } from "../../workers/dead-letters.ts";
 import { decodeBatch } from "../../workers/decode-batch.ts";
+import { encodeRecord } from "../../lib/position-record.ts";
 
 const ID = "6b1b6f0e-1111-4222-8333-944455556666";
 const NOW_MS = 1_764_000_000_000;
@@ -41,4 +42,26 @@ test("the decoder's and SQL's refusals of one message share its letter; other me
     ["kafka:driver-pos/3@1", "low_accuracy", [{ index: 1, reason: "low_accuracy" }, { index: 2, reason: "impossible_speed" }]],
     ["kafka:driver-pos/3@2", "malformed_json", undefined],
   ]);
+});
+
+test("a binary (v2) record is dead-lettered in its JSON v1 form, its refused positions under their indexes", () => {
+  const t = NOW_MS / 1000;
+  const positions = [{ lat: 40.7, lon: -74, tst: t - 9, vel: 12.5 }, { lat: 40.7, lon: -74, tst: t - 8, acc: 5_000 }];
+  const messages: ConsumedMessage[] = [
+    { topic: "driver-pos", partition: 3, offset: 7, key: Buffer.from(ID), value: encodeRecord(ID, NOW_MS, positions) },
+  ];
+  const decoded = decodeBatch(messages, { nowMs: NOW_MS, h3Resolution: 9 });
+  const [letter, ...others] = deadLetters(messages, decoded.rejects);
+  expect(others).toEqual([]);
+  expect(JSON.parse(Buffer.from(letter!.value).toString())).toEqual({ v: 1, driver_id: ID, received_ms: NOW_MS, positions });
+  expect(letter!.refused).toEqual([{ index: 1, reason: "low_accuracy" }]);
+});
+
+test("a v2 value that does not decode is dead-lettered byte for byte", () => {
+  const whole = encodeRecord(ID, NOW_MS, [{ lat: 40.7, lon: -74, tst: NOW_MS / 1000 }]);
+  const truncated = Buffer.from(whole.subarray(0, whole.length - 3));
+  const messages = [{ topic: "driver-pos", partition: 3, offset: 8, key: Buffer.from(ID), value: truncated }];
+  const [letter] = deadLetters(messages, decodeBatch(messages, { nowMs: NOW_MS, h3Resolution: 9 }).rejects);
+  expect(letter).toMatchObject({ reason: "invalid_shape", detail: "truncated in position 0" });
+  expect(Buffer.compare(Buffer.from(letter!.value), truncated)).toBe(0);
 });

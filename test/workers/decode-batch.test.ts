@@ -2,6 +2,7 @@
 import { expect, test } from "bun:test";
 import { cellOf } from "../../lib/h3.ts";
 import type { ConsumedMessage } from "../../lib/kafka.ts";
+import { encodeRecord } from "../../lib/position-record.ts";
 import { decodeBatch, decodeBatchYielding } from "../../workers/decode-batch.ts";
 
 const ID = "6b1b6f0e-1111-4222-8333-944455556666";
@@ -61,6 +62,33 @@ test("speed is not the decoder's to judge any more (SQL judges it from the last 
   const t = NOW_MS / 1000;
   const far = [{ lat: 40.7, lon: -74, tst: t - 20 }, { lat: 41.2, lon: -74, tst: t - 10 }];
   expect(decodeBatch([message(record(far))], opts).rows.length).toBe(2);
+});
+
+test("the bridge's binary (v2) record stages exactly what its JSON v1 form stages", () => {
+  const t = NOW_MS / 1000;
+  const positions = [
+    { lat: 40.7000123, lon: -74.0000456, tst: t - 8.25, acc: 4.5, vel: 31.7, cog: -12.5, batt: 76.6 },
+    { lat: 40.7001, lon: -74, tst: t - 12 },
+    { lat: 40.7002, lon: -74, tst: t + 3_600 }, // refused: ahead of the clock
+    { lat: 40.7003, lon: -74, tst: t - 4, acc: 5_000 }, // refused: too inaccurate
+  ];
+  const v1 = decodeBatch([message(record(positions))], opts);
+  const v2 = decodeBatch([{ ...message(""), value: encodeRecord(ID, NOW_MS, positions) }], opts);
+  expect(v2).toEqual(v1);
+  expect(v2.rows.length).toBe(2);
+  expect(v2.rejects.map((r) => [r.index, r.reason])).toEqual([[3, "low_accuracy"], [2, "future_timestamp"]]);
+});
+
+test.each([
+  ["truncated", (b: Uint8Array) => b.subarray(0, b.length - 1), "truncated in position 0"],
+  ["trailing bytes", (b: Uint8Array) => Uint8Array.from([...b, 0]), "1 bytes after the last position"],
+  ["unknown flags", (b: Uint8Array) => Uint8Array.from(b, (x, i) => (i === 27 ? 16 : x)), "unknown flags 16 in position 0"],
+  ["no positions", (b: Uint8Array) => Uint8Array.from(b.subarray(0, 27), (x, i) => (i === 26 ? 0 : x)), "no positions"],
+])("a damaged v2 record (%s) is refused whole as invalid_shape", (_name, damage, detail) => {
+  const good = encodeRecord(ID, NOW_MS, [{ lat: 40.7, lon: -74, tst: NOW_MS / 1000 }]);
+  const { rows, rejects } = decodeBatch([{ ...message(""), value: Buffer.from(damage(good)) }], opts);
+  expect(rows).toEqual([]);
+  expect(rejects).toEqual([{ message: 0, reason: "invalid_shape", detail }]);
 });
 
 /** A mixed batch: good messages of several positions, refused positions, and whole refused messages. */
