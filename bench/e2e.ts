@@ -1,5 +1,7 @@
 /**
- * `bun run bench:e2e [-- --rates 25000,50000 --seconds 60 --drivers 100000 --workers 1 --bridges 1]`
+ * `bun run bench:e2e [-- --rates 25000,50000 --seconds 60 --drivers 100000 --workers 1 --bridges 1 --form json]`
+ *   --form: the phones' payload, json (the default, as the figures before 2026-12-01), compact or binary (the form the
+ *   project's phone client sends, lib/position-binary.ts).
  * `bun run bench:e2e -- --fleet-mix 0.2 --drivers 20000 [--seconds 60]`: the fleet as the reporting modes shape it
  *   (issue #11): that fraction of drivers watched (live: one fix per message every --fix-every-s, 4 s), the rest
  *   available (idle: --idle-batch fixes, 7, per message every --idle-every-s, 30 s); --rates is then ignored (the
@@ -23,6 +25,7 @@ import { generateData, readDrivers } from "../db/generate.ts";
 import { config } from "../lib/config.ts";
 import { connectDatabase } from "../lib/db.ts";
 import { startFleet } from "../sim/fleet.ts";
+import { PAYLOAD_FORMS, type PayloadForm } from "../sim/payload.ts";
 import { startNodeWorker, type WorkerProcess } from "../tools/node-workers.ts";
 import { benchPipeline } from "../tools/pipeline.ts";
 import { serviceUrl } from "../tools/service-url.ts";
@@ -43,6 +46,8 @@ const { values: args } = parseArgs({
     workers: { type: "string", default: "1" },
     bridges: { type: "string", default: "1" },
     batch: { type: "string", default: "1" },
+    /** The phones' payload form (sim/payload.ts): json, compact, or binary (what the project's phone client sends). */
+    form: { type: "string", default: "json" },
     /** MQTT protocol of the simulated phones: 5 (what the simulator speaks) or 4 (3.1.1). */
     "mqtt-protocol": { type: "string", default: "5" },
     /** Its database's name (default bench_e2e_<run>): bench:api reads the same one while this ingests. */
@@ -72,6 +77,8 @@ const { values: args } = parseArgs({
     "warm-up-s": { type: "string", default: "10" },
   },
 });
+const FORM = args.form as PayloadForm;
+if (!PAYLOAD_FORMS.includes(FORM)) throw new Error(`--form: "${args.form}" is not one of ${PAYLOAD_FORMS.join(", ")}`);
 const WARM_UP_S = Number(args["warm-up-s"]);
 if (!(WARM_UP_S >= 0)) throw new Error(`--warm-up-s: ${args["warm-up-s"]} is not a number of seconds`);
 const DISPATCH_ORDERS_PER_S = args["dispatch-orders-per-s"] === undefined ? undefined : Number(args["dispatch-orders-per-s"]);
@@ -312,7 +319,7 @@ const quantiles = (before: Map<string, number>, after: Map<string, number>, metr
 
 for (const rate of RATES) {
   const common = {
-    mqttUrl: fleetMqttUrl, city: "nyc", topicPrefix: PREFIX, driversPerConnection: 2_000,
+    mqttUrl: fleetMqttUrl, city: "nyc", topicPrefix: PREFIX, driversPerConnection: 2_000, form: FORM,
     protocolVersion: args["mqtt-protocol"] === "4" ? (4 as const) : (5 as const),
   };
   // Fleet mode: two groups of phones, as the server's reporting modes make them report; else one fixed group.
@@ -430,7 +437,7 @@ const fmt = (f: { p50: number; p95: number; p99: number }) =>
   `${f.p50.toFixed(2).padStart(6)} ${f.p95.toFixed(2).padStart(6)} ${f.p99.toFixed(2).padStart(6)}`;
 console.log(
   FLEET_MIX === undefined
-    ? `\nbatch ${args.batch} position(s) per MQTT message, ${DRIVERS} drivers, ${SECONDS} s per rate`
+    ? `\nbatch ${args.batch} position(s) per MQTT message (${FORM}), ${DRIVERS} drivers, ${SECONDS} s per rate`
     : `\nfleet mix ${FLEET_MIX} watched (1 fix every ${FIX_EVERY_S} s), the rest idle (${IDLE_BATCH} fixes every ${IDLE_EVERY_S} s), ${DRIVERS} drivers, ${SECONDS} s`,
 );
 // fix→db: every position from its GPS time (includes the phone holding it for its batch); send→db: each message's

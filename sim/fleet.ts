@@ -2,7 +2,7 @@
  * The fleet simulator that drives the demo and the load tests: drivers report positions over MQTT while mocked apps
  * place orders through the HTTP API and walk them to delivery.
  *
- *   bun run simulate -- --drivers 2000 [--drivers-file drivers.json] [--rate-hz 0.25] [--batch 1] [--compact]
+ *   bun run simulate -- --drivers 2000 [--drivers-file drivers.json] [--rate-hz 0.25] [--batch 1] [--form json|compact|binary]
  *                       [--orders-per-min 60] [--api http://127.0.0.1:8000] [--duration 0] [--city nyc]
  *
  * With --sign-in every driver signs in through the API for MQTT credentials of its own and connects with them, one
@@ -23,6 +23,7 @@ import { simIdentityProvider } from "./identity.ts";
 import { signInFleet } from "./mqtt-sign-in.ts";
 import { cityByName } from "../lib/cities.ts";
 import { startOrderFlow, type OrderFlow, type OrderFlowStats } from "./order-flow.ts";
+import { PAYLOAD_FORMS, type PayloadForm } from "./payload.ts";
 import { startFleet, type FleetStats } from "./simulated-fleet.ts";
 import { loadDriversFromDb, loadDriversFromFile, loadPlaces } from "./world.ts";
 
@@ -45,7 +46,7 @@ export function parseFleetArgs(argv: string[]) {
       "drivers-file": { type: "string" },
       "rate-hz": { type: "string" },
       batch: { type: "string" },
-      compact: { type: "boolean" },
+      form: { type: "string" },
       "sign-in": { type: "boolean" },
       phones: { type: "boolean" },
       "phone-url": { type: "string" },
@@ -69,6 +70,8 @@ export function parseFleetArgs(argv: string[]) {
     throw new Error("--phone-url and --ca apply to --phones");
   }
   if (qos !== 0 && qos !== 1) throw new Error(`--qos: ${qos} is not 0 or 1`);
+  const form = (values.form ?? "json") as PayloadForm;
+  if (!PAYLOAD_FORMS.includes(form)) throw new Error(`--form: "${values.form}" is not one of ${PAYLOAD_FORMS.join(", ")}`);
   return {
     help: values.help ?? false,
     /** From the database 2,000 unless told; from a file, all of them unless told. */
@@ -76,7 +79,7 @@ export function parseFleetArgs(argv: string[]) {
     driversFile: values["drivers-file"],
     rateHz: positiveNumber(values["rate-hz"], "rate-hz", 0.25),
     batch: Math.floor(positiveNumber(values.batch, "batch", 1)),
-    compact: values.compact ?? false,
+    form,
     signIn: values["sign-in"] ?? false,
     phones: values.phones ?? false,
     phoneUrl: values["phone-url"],
@@ -118,7 +121,7 @@ export function formatReport(prev: FleetStats, cur: FleetStats, orders: OrderFlo
   return parts.join(" | ");
 }
 
-const USAGE = `usage: bun run simulate -- [--drivers N] [--drivers-file FILE] [--rate-hz 0.25] [--batch N] [--compact]
+const USAGE = `usage: bun run simulate -- [--drivers N] [--drivers-file FILE] [--rate-hz 0.25] [--batch N] [--form json|compact|binary]
                           [--sign-in [--phones [--phone-url mqtts://127.0.0.1:8883] [--ca FILE]]]
                           [--orders-per-min 60] [--api URL] [--mqtt URL] [--duration S] [--city nyc|sf]
                           [--seed N] [--per-connection 500] [--qos 0|1] [--report-s 5]`;
@@ -156,7 +159,7 @@ async function main(): Promise<void> {
     ...(signedIn ? { driverCredentials: signedIn } : {}),
     rateHz: args.rateHz,
     batch: args.batch,
-    compact: args.compact,
+    form: args.form,
     mqttUrl: signedIn?.[0]?.mqtt_url ?? args.mqttUrl,
     city: args.city,
     qos: args.qos,
@@ -175,7 +178,7 @@ async function main(): Promise<void> {
     `[fleet] ${drivers.length} drivers at ${args.rateHz} Hz (${Math.round(drivers.length * args.rateHz)} positions/s)` +
       (args.phones
         ? `, phone clients (binary, reporting as the server's mode says), ${args.phoneUrl ?? signedIn?.[0]?.mqtt_url}`
-        : `, ${args.compact ? "compact" : "JSON"}${args.batch > 1 ? ` batches of ${args.batch}` : ""}, ${args.mqttUrl}`),
+        : `, ${args.form}${args.batch > 1 ? ` batches of ${args.batch}` : ""}, ${args.mqttUrl}`),
   );
 
   let orderFlow: OrderFlow | undefined;

@@ -1,12 +1,19 @@
 /**
  * What a simulated phone puts on the wire (DESIGN.md, MQTT): JSON v1 on `drivers/{id}/location` — one object, or an
- * array for a batch — or the compact text form on `drivers/{id}/l` (lib/position.ts parseCompact), one line each.
- * Built by hand rather than JSON.stringify: this runs tens of thousands of times a second.
+ * array for a batch —, the compact text form on `drivers/{id}/l` (lib/position.ts parseCompact), one line each, or
+ * the binary form the project's phone client sends on `drivers/{id}/b` (lib/position-binary.ts).
+ * JSON is built by hand rather than with JSON.stringify: this runs tens of thousands of times a second.
  */
+import { encodeBinaryPositions } from "../lib/position-binary.ts";
 import type { DevicePosition } from "../lib/position.ts";
 
-export function positionTopic(driverId: string, compact: boolean, prefix = ""): string {
-  return compact ? `${prefix}drivers/${driverId}/l` : `${prefix}drivers/${driverId}/location`;
+export const PAYLOAD_FORMS = ["json", "compact", "binary"] as const;
+export type PayloadForm = (typeof PAYLOAD_FORMS)[number];
+
+const TOPIC_SUFFIX: Record<PayloadForm, string> = { json: "location", compact: "l", binary: "b" };
+
+export function positionTopic(driverId: string, form: PayloadForm, prefix = ""): string {
+  return `${prefix}drivers/${driverId}/${TOPIC_SUFFIX[form]}`;
 }
 
 const optional = (name: string, value: number | undefined) => (value === undefined ? "" : `,"${name}":${value}`);
@@ -22,8 +29,12 @@ function compactPosition(p: DevicePosition): string {
 }
 
 /** One message's payload. A single JSON position is sent as an object (the common v1 form), several as an array. */
-export function encodePositions(positions: readonly DevicePosition[], compact: boolean): string {
-  if (compact) return positions.map(compactPosition).join("\n");
+export function encodePositions(positions: readonly DevicePosition[], form: "binary"): Uint8Array;
+export function encodePositions(positions: readonly DevicePosition[], form: "json" | "compact"): string;
+export function encodePositions(positions: readonly DevicePosition[], form: PayloadForm): string | Uint8Array;
+export function encodePositions(positions: readonly DevicePosition[], form: PayloadForm): string | Uint8Array {
+  if (form === "binary") return encodeBinaryPositions(positions);
+  if (form === "compact") return positions.map(compactPosition).join("\n");
   if (positions.length === 1) return jsonPosition(positions[0]!);
   return `[${positions.map(jsonPosition).join(",")}]`;
 }

@@ -42,7 +42,7 @@ export interface PublisherStats {
 
 export interface Publisher {
   /** Publishes one message carrying `positions` positions; false (and nothing sent) when the connection is backed up. */
-  publish(connection: number, topic: string, payload: string, positions: number): boolean;
+  publish(connection: number, topic: string, payload: string | Uint8Array, positions: number): boolean;
   stats(): PublisherStats;
   /** Waits (up to timeoutMs) for outstanding acknowledgements, then disconnects. */
   close(timeoutMs?: number): Promise<void>;
@@ -101,12 +101,13 @@ export async function connectPublisher(options: PublisherOptions): Promise<Publi
     publish(index, topic, payload, positions) {
       const connection = connections[index % connections.length]!;
       if (connection.inFlight >= maxInFlight) return false;
-      if (Buffer.byteLength(payload) > maxMessageBytes) {
+      const bytes = typeof payload === "string" ? Buffer.from(payload) : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+      if (bytes.length > maxMessageBytes) {
         countRefusal("oversized");
         return false;
       }
       connection.inFlight++;
-      connection.client.publish(topic, payload, { qos }, (error) => {
+      connection.client.publish(topic, bytes, { qos }, (error) => {
         connection.inFlight--;
         if (error) {
           const code = (error as Error & { code?: number }).code;

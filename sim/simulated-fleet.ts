@@ -7,7 +7,7 @@
 import type { DevicePosition } from "../lib/position.ts";
 import { cityByName, METRES_PER_DEG_LAT, randomPoint, type City, type LatLon } from "../lib/cities.ts";
 import { advance, MAX_SPEED_KMH, MIN_SPEED_KMH, nextSpeedKmh, planRoute, type Motion } from "./movement.ts";
-import { encodePositions, positionTopic } from "./payload.ts";
+import { encodePositions, type PayloadForm, positionTopic } from "./payload.ts";
 import { connectPublisher, type Publisher } from "./publisher.ts";
 import { connectPhoneFleet, type PhoneFleet } from "./phone-fleet.ts";
 import type { ReportingMode } from "../phone/reporting-policy.ts";
@@ -26,8 +26,8 @@ export interface FleetOptions {
   rateHz: number;
   /** Positions per MQTT message (a phone that buffers); 1 sends each position on its own. */
   batch?: number;
-  /** The compact text form on `drivers/{id}/l` instead of JSON. */
-  compact?: boolean;
+  /** The payload's form (sim/payload.ts): JSON (the default), compact text, or the phone client's binary form. */
+  form?: PayloadForm;
   /** Prepended to every topic, matching the bridge's MQTT_TOPIC_PREFIX (benchmarks use their own root). */
   topicPrefix?: string;
   mqttUrl: string;
@@ -50,7 +50,7 @@ export interface FleetOptions {
   protocolVersion?: 4 | 5;
   /**
    * Run every driver's phone on the real phone client (phone/client.ts, sim/phone-fleet.ts): needs driverCredentials.
-   * The phones then choose when to send from the mode the server pushes (batch and compact no longer apply); `url`
+   * The phones then choose when to send from the mode the server pushes (batch and form no longer apply); `url`
    * overrides mqttUrl (e.g. the TLS listener) and `ca` is the PEM its certificate chains to.
    */
   phones?: { url?: string; ca?: string };
@@ -127,7 +127,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
   if (!(options.rateHz > 0)) throw new Error(`rateHz must be positive, got ${options.rateHz}`);
   const city = typeof options.city === "string" ? cityByName(options.city) : (options.city ?? cityByName("nyc"));
   const batch = Math.max(1, Math.floor(options.batch ?? 1));
-  const compact = options.compact ?? false;
+  const form = options.form ?? "json";
   // A driver signed in with its own credentials is a phone: one connection each.
   const perConnection = options.driverCredentials ? 1 : Math.max(1, options.driversPerConnection ?? 500);
   const noiseM = options.gpsNoiseM ?? 3;
@@ -139,7 +139,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
   const drivers: SimDriver[] = options.drivers.map((d, i) => ({
     id: d.id,
     index: i,
-    topic: positionTopic(d.id, compact, options.topicPrefix),
+    topic: positionTopic(d.id, form, options.topicPrefix),
     connection: Math.floor(i / perConnection),
     motion: { lat: d.lat, lon: d.lon, route: [], speedKmh: 0, headingDeg: rng.between(0, 360) },
     cruiseKmh: rng.between(MIN_SPEED_KMH + 2, MAX_SPEED_KMH - 3),
@@ -196,7 +196,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     if (phones) return phones.flush(d.index);
     if (d.buffer.length === 0 || !publisher) return;
     counts.buffered -= d.buffer.length;
-    if (!publisher.publish(d.connection, d.topic, encodePositions(d.buffer, compact), d.buffer.length)) {
+    if (!publisher.publish(d.connection, d.topic, encodePositions(d.buffer, form), d.buffer.length)) {
       counts.dropped += d.buffer.length;
     }
     d.buffer = [];

@@ -73,7 +73,7 @@ export function startPhoneFleet(options: PhoneFleetOptions): PhoneFleet {
       lon: options.origin.lon + 0.02 * Math.cos(bearing) * ((i % 50) / 50),
     };
     let step = 0;
-    const topic = positionTopic(driverId, false, options.topicPrefix);
+    const topic = positionTopic(driverId, "json", options.topicPrefix);
     const publishNext = () => {
       if (!sending) return;
       step++;
@@ -85,7 +85,7 @@ export function startPhoneFleet(options: PhoneFleetOptions): PhoneFleet {
       };
       log.sent.push(tstMs);
       sentTotal++;
-      send(encodePositions([fix], false), tstMs);
+      send(encodePositions([fix], "json"), tstMs);
     };
     // mqtt.js keeps an unacknowledged QoS 1 message and resends it after a reconnect, but gives some up with an
     // error (e.g. a connection refused at CONNACK); a phone's outbox does not: it sends those again a second later.

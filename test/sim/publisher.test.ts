@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import mqtt, { type MqttClient } from "mqtt";
 import { config, parseMqttAdminConfig } from "../../lib/config.ts";
 import { createMqttCredentialStore } from "../../lib/mqtt-credentials.ts";
+import { quantiseFix } from "../../lib/position-binary.ts";
 import { decodeMqttMessage, type DevicePosition } from "../../lib/position.ts";
 import { cityByName, insideBbox } from "../../lib/cities.ts";
 import { MAX_SPEED_KMH } from "../../sim/movement.ts";
@@ -41,26 +42,30 @@ async function waitFor(check: () => boolean, timeoutMs = 5_000): Promise<void> {
 }
 
 describe("publisher", () => {
-  test("JSON, JSON batch and compact messages arrive intact and decode as the bridge decodes them", async () => {
+  test("JSON, JSON batch, compact and binary messages arrive intact and decode as the bridge decodes them", async () => {
     const driver = uuid();
-    await subscriber.subscribeAsync([`drivers/${driver}/location`, `drivers/${driver}/l`], { qos: 1 });
+    await subscriber.subscribeAsync([`drivers/${driver}/location`, `drivers/${driver}/l`, `drivers/${driver}/b`], { qos: 1 });
     const publisher = await connectPublisher({ mqttUrl: config().mqttUrl, connections: 2 });
     const at = (i: number): DevicePosition => ({ lat: 40.75 + i / 1e4, lon: -73.98, tst: 1764083000 + i, acc: 5, vel: 30, cog: 90, batt: 80 });
     const single = [at(0)];
     const batch = [at(1), at(2), at(3)];
     const compact = [at(4), { lat: 40.76, lon: -73.97, tst: 1764083005.25 }];
-    expect(publisher.publish(0, positionTopic(driver, false), encodePositions(single, false), 1)).toBe(true);
-    expect(publisher.publish(1, positionTopic(driver, false), encodePositions(batch, false), 3)).toBe(true);
-    expect(publisher.publish(0, positionTopic(driver, true), encodePositions(compact, true), 2)).toBe(true);
-    await waitFor(() => messagesFor(new Set([driver])).length === 3);
+    const binary = [at(5), at(6), at(7), { lat: 40.7654321, lon: -73.9712345, tst: 1764083008.125 }];
+    expect(publisher.publish(0, positionTopic(driver, "json"), encodePositions(single, "json"), 1)).toBe(true);
+    expect(publisher.publish(1, positionTopic(driver, "json"), encodePositions(batch, "json"), 3)).toBe(true);
+    expect(publisher.publish(0, positionTopic(driver, "compact"), encodePositions(compact, "compact"), 2)).toBe(true);
+    expect(publisher.publish(1, positionTopic(driver, "binary"), encodePositions(binary, "binary"), 4)).toBe(true);
+    await waitFor(() => messagesFor(new Set([driver])).length === 4);
     await publisher.close();
-    expect(publisher.stats()).toMatchObject({ connections: 2, messages: 3, positions: 6, inFlight: 0, errors: 0 });
+    expect(publisher.stats()).toMatchObject({ connections: 2, messages: 4, positions: 10, inFlight: 0, errors: 0 });
 
     const decoded = messagesFor(new Set([driver])).map((m) => decodeMqttMessage(m.topic, m.payload));
     const byCount = new Map(decoded.map((d) => [d.ok ? d.positions.length : -1, d]));
     expect(byCount.get(1)).toEqual({ ok: true, driverId: driver, positions: single, rejects: [] });
     expect(byCount.get(3)).toEqual({ ok: true, driverId: driver, positions: batch, rejects: [] });
     expect(byCount.get(2)).toEqual({ ok: true, driverId: driver, positions: compact, rejects: [] });
+    // The binary form keeps micro-degrees and milliseconds (lib/position-binary.ts): what it keeps, exactly.
+    expect(byCount.get(4)).toEqual({ ok: true, driverId: driver, positions: binary.map(quantiseFix), rejects: [] });
     const compactMessage = messagesFor(new Set([driver])).find((m) => m.topic.endsWith("/l"));
     expect(new TextDecoder().decode(compactMessage!.payload).split("\n")).toHaveLength(2);
   });
@@ -76,12 +81,12 @@ describe("publisher", () => {
       });
       const [own, other] = [phones[0]!.username, phones[1]!.username];
       await subscriber.subscribeAsync(`drivers/${own}/location`, { qos: 1 });
-      const payload = encodePositions([{ lat: 40.75, lon: -73.98, tst: 1764083000 }], false);
-      expect(publisher.publish(0, positionTopic(own, false), payload, 1)).toBe(true);
-      expect(publisher.publish(0, positionTopic(other, false), payload, 1)).toBe(true);
+      const payload = encodePositions([{ lat: 40.75, lon: -73.98, tst: 1764083000 }], "json");
+      expect(publisher.publish(0, positionTopic(own, "json"), payload, 1)).toBe(true);
+      expect(publisher.publish(0, positionTopic(other, "json"), payload, 1)).toBe(true);
       // Over the broker's 256 KiB limit (identity-guard's plugin_opt_max_payload, which would answer 0x87): refused
       // before sending and counted apart as `oversized`.
-      expect(publisher.publish(0, positionTopic(own, false), "x".repeat(BROKER_MAX_PAYLOAD_BYTES + 1), 1)).toBe(false);
+      expect(publisher.publish(0, positionTopic(own, "json"), "x".repeat(BROKER_MAX_PAYLOAD_BYTES + 1), 1)).toBe(false);
       await publisher.close();
       expect(publisher.stats()).toMatchObject({ messages: 1, positions: 1, errors: 0, refused: { "0x87": 1, oversized: 1 } });
       await waitFor(() => messagesFor(new Set([own])).length === 1);
@@ -98,8 +103,8 @@ describe("publisher", () => {
 
   test("a connection with too many unacknowledged messages refuses more", async () => {
     const publisher = await connectPublisher({ mqttUrl: config().mqttUrl, connections: 1, maxInFlight: 2 });
-    const topic = positionTopic(uuid(), false);
-    const payload = encodePositions([{ lat: 40.75, lon: -73.98, tst: 1764083000 }], false);
+    const topic = positionTopic(uuid(), "json");
+    const payload = encodePositions([{ lat: 40.75, lon: -73.98, tst: 1764083000 }], "json");
     // Synchronously: no acknowledgement can have arrived between these calls.
     expect([1, 2, 3].map(() => publisher.publish(0, topic, payload, 1))).toEqual([true, true, false]);
     await publisher.close();
@@ -157,11 +162,14 @@ describe("startFleet", () => {
     }
   });
 
-  test("compact batches carry `batch` positions per message on drivers/{id}/l", async () => {
+  test.each([
+    ["compact", "l"],
+    ["binary", "b"],
+  ] as const)("%s batches carry `batch` positions per message on drivers/{id}/%s", async (form, suffix) => {
     const drivers = Array.from({ length: 4 }, () => ({ id: uuid(), lat: 40.75, lon: -73.98 }));
     const ids = new Set(drivers.map((d) => d.id));
-    await subscriber.subscribeAsync("drivers/+/l", { qos: 1 });
-    const fleet = await startFleet({ drivers, rateHz: 10, batch: 3, compact: true, mqttUrl: config().mqttUrl, seed: 2 });
+    await subscriber.subscribeAsync(`drivers/+/${suffix}`, { qos: 1 });
+    const fleet = await startFleet({ drivers, rateHz: 10, batch: 3, form, mqttUrl: config().mqttUrl, seed: 2 });
     await Bun.sleep(1_500);
     await fleet.stop();
     const stats = fleet.stats();
@@ -172,7 +180,7 @@ describe("startFleet", () => {
     expect(stats.buffered).toBe(0);
     let full = 0;
     for (const m of messages) {
-      expect(m.topic.endsWith("/l")).toBe(true);
+      expect(m.topic.endsWith(`/${suffix}`)).toBe(true);
       const decoded = decodeMqttMessage(m.topic, m.payload);
       if (!decoded.ok) throw new Error(`rejected: ${decoded.reason}`);
       expect(decoded.positions.length).toBeLessThanOrEqual(3);
