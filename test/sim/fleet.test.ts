@@ -4,12 +4,12 @@ import { formatReport, parseFleetArgs, type FleetStats } from "../../sim/fleet.t
 test("the command line has the documented defaults", () => {
   const args = parseFleetArgs(["--", "--drivers", "2000"]);
   expect(args).toMatchObject({
-    drivers: 2000, rateHz: 0.25, batch: 1, compact: false, ordersPerMin: 60, durationS: 0, perConnection: 500, qos: 1,
+    drivers: 2000, rateHz: 0.25, batch: 1, form: "json", ordersPerMin: 60, durationS: 0, perConnection: 500, qos: 1,
   });
   expect(args.city.name).toBe("nyc");
   expect(parseFleetArgs([]).drivers).toBeUndefined();
-  expect(parseFleetArgs(["--rate-hz", "1", "--batch", "5", "--compact", "--orders-per-min", "0", "--qos", "0"])).toMatchObject({
-    rateHz: 1, batch: 5, compact: true, ordersPerMin: 0, qos: 0,
+  expect(parseFleetArgs(["--rate-hz", "1", "--batch", "5", "--form", "binary", "--orders-per-min", "0", "--qos", "0"])).toMatchObject({
+    rateHz: 1, batch: 5, form: "binary", ordersPerMin: 0, qos: 0,
   });
 });
 
@@ -17,6 +17,7 @@ test("bad values name their flag", () => {
   expect(() => parseFleetArgs(["--rate-hz", "0"])).toThrow("--rate-hz");
   expect(() => parseFleetArgs(["--drivers", "many"])).toThrow("--drivers");
   expect(() => parseFleetArgs(["--qos", "2"])).toThrow("--qos");
+  expect(() => parseFleetArgs(["--form", "xml"])).toThrow("--form");
   expect(() => parseFleetArgs(["--warp"])).toThrow();
   expect(() => parseFleetArgs(["--phones"])).toThrow("--sign-in");
   expect(() => parseFleetArgs(["--sign-in", "--ca", "ca.crt"])).toThrow("--phones");
