@@ -25,7 +25,7 @@ import { generateData, readDrivers } from "../db/generate.ts";
 import { config } from "../lib/config.ts";
 import { connectDatabase } from "../lib/db.ts";
 import { startFleet } from "../sim/fleet.ts";
-import { PAYLOAD_FORMS, type PayloadForm } from "../sim/payload.ts";
+import { parsePayloadForm } from "../sim/payload.ts";
 import { startNodeWorker, type WorkerProcess } from "../tools/node-workers.ts";
 import { benchPipeline } from "../tools/pipeline.ts";
 import { serviceUrl } from "../tools/service-url.ts";
@@ -77,8 +77,7 @@ const { values: args } = parseArgs({
     "warm-up-s": { type: "string", default: "10" },
   },
 });
-const FORM = args.form as PayloadForm;
-if (!PAYLOAD_FORMS.includes(FORM)) throw new Error(`--form: "${args.form}" is not one of ${PAYLOAD_FORMS.join(", ")}`);
+const FORM = parsePayloadForm(args.form);
 const WARM_UP_S = Number(args["warm-up-s"]);
 if (!(WARM_UP_S >= 0)) throw new Error(`--warm-up-s: ${args["warm-up-s"]} is not a number of seconds`);
 const DISPATCH_ORDERS_PER_S = args["dispatch-orders-per-s"] === undefined ? undefined : Number(args["dispatch-orders-per-s"]);

@@ -23,7 +23,7 @@ import { simIdentityProvider } from "./identity.ts";
 import { signInFleet } from "./mqtt-sign-in.ts";
 import { cityByName } from "../lib/cities.ts";
 import { startOrderFlow, type OrderFlow, type OrderFlowStats } from "./order-flow.ts";
-import { PAYLOAD_FORMS, type PayloadForm } from "./payload.ts";
+import { parsePayloadForm } from "./payload.ts";
 import { startFleet, type FleetStats } from "./simulated-fleet.ts";
 import { loadDriversFromDb, loadDriversFromFile, loadPlaces } from "./world.ts";
 
@@ -70,8 +70,7 @@ export function parseFleetArgs(argv: string[]) {
     throw new Error("--phone-url and --ca apply to --phones");
   }
   if (qos !== 0 && qos !== 1) throw new Error(`--qos: ${qos} is not 0 or 1`);
-  const form = (values.form ?? "json") as PayloadForm;
-  if (!PAYLOAD_FORMS.includes(form)) throw new Error(`--form: "${values.form}" is not one of ${PAYLOAD_FORMS.join(", ")}`);
+  const form = parsePayloadForm(values.form);
   return {
     help: values.help ?? false,
     /** From the database 2,000 unless told; from a file, all of them unless told. */

@@ -10,6 +10,13 @@ import type { DevicePosition } from "../lib/position.ts";
 export const PAYLOAD_FORMS = ["json", "compact", "binary"] as const;
 export type PayloadForm = (typeof PAYLOAD_FORMS)[number];
 
+/** A command line's --form value, checked; absent is "json". */
+export function parsePayloadForm(value: string | undefined): PayloadForm {
+  const form = (value ?? "json") as PayloadForm;
+  if (!PAYLOAD_FORMS.includes(form)) throw new Error(`--form: "${value}" is not one of ${PAYLOAD_FORMS.join(", ")}`);
+  return form;
+}
+
 const TOPIC_SUFFIX: Record<PayloadForm, string> = { json: "location", compact: "l", binary: "b" };
 
 export function positionTopic(driverId: string, form: PayloadForm, prefix = ""): string {

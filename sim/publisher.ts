@@ -101,13 +101,14 @@ export async function connectPublisher(options: PublisherOptions): Promise<Publi
     publish(index, topic, payload, positions) {
       const connection = connections[index % connections.length]!;
       if (connection.inFlight >= maxInFlight) return false;
-      const bytes = typeof payload === "string" ? Buffer.from(payload) : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
-      if (bytes.length > maxMessageBytes) {
+      // Text as it is (mqtt.js encodes it); bytes as a Buffer over the same memory, no copy.
+      const body = typeof payload === "string" ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+      if (Buffer.byteLength(body) > maxMessageBytes) {
         countRefusal("oversized");
         return false;
       }
       connection.inFlight++;
-      connection.client.publish(topic, bytes, { qos }, (error) => {
+      connection.client.publish(topic, body, { qos }, (error) => {
         connection.inFlight--;
         if (error) {
           const code = (error as Error & { code?: number }).code;
