@@ -132,6 +132,8 @@ async function main() {
   };
   const exactness: Record<string, { points: number; same: number; found: number; byArea: Record<string, number> }> = {};
   const invariants: Record<string, { orders: number; assigned: number; sharedDrivers: number; doubleOrders: number }[]> = {};
+  /** Per index-assignment phase: what else happened meanwhile (docs/dispatch.md reads a slow run with these). */
+  const conditions: Record<string, unknown>[] = [];
 
   for (const mix of MIXES) {
     await setMix(mix.share);
@@ -182,7 +184,12 @@ async function main() {
           const orders = await placeOrders(n, customer!.id, restaurants, run);
           await index.refresh();
           const dispatcher = createDispatcher(sql, { inFlight: IN_FLIGHT });
-          record(mix.name, INDEX_METHOD, metric, await throughput(n, (i) => indexAssign(orders[i]!, { index, dispatcher }, areasAround), callers));
+          const before = await serverCounters();
+          fallbacks = 0;
+          const rate = await throughput(n, (i) => indexAssign(orders[i]!, { index, dispatcher }, areasAround), callers);
+          record(mix.name, INDEX_METHOD, metric, rate);
+          conditions.push({ mix: mix.name, run, callers, assignmentsPerS: Math.round(rate), fallbacks,
+                            ...pick(dispatcher.stats(), "batches", "lockedRetries"), ...counterDelta(before, await serverCounters()) });
           (invariants[mix.name] ??= []).push(await checkAndReset(n));
         }
       }
@@ -228,7 +235,7 @@ async function main() {
           sql`select id from order_transition(${orders[i]!.id}, 'assign', ${free[i]!.driver_id})`));
         await checkAndReset(n);
       }
-      console.error(`${mix.name}: run ${run}/${RUNS} done`);
+      console.error(`${mix.name}: run ${run}/${RUNS} done; index assignments: ${conditions.filter((c) => c.mix === mix.name && c.run === run).map((c) => JSON.stringify(c)).join(" ")}`);
     }
     index.close();
   }
@@ -245,7 +252,7 @@ async function main() {
                   orders: { old: Number(args["old-orders"]), new: Number(args["new-orders"]) } },
     machine: { postgres: machine?.version, cpus: navigator.hardwareConcurrency, commit },
     jsSearchAreaMsPerPoint: +jsMsPerPoint.toFixed(3),
-    exactness, invariants, ingest,
+    exactness, invariants, conditions, ingest,
     results: rows.map((r) => ({ ...r, ...summary(r.runs) })),
   }, null, 2));
   await writePlot(`${stem}.svg`, plotSpec(rows));
@@ -411,10 +418,40 @@ async function checkIndexExactness(points: Point[], index: DriverIndex) {
   return { checked, inMemory };
 }
 
+/** Orders of the current index-assignment phase that fell back to 0011's search (the index's proposals all taken). */
+let fallbacks = 0;
+
 /** 0017's assignment as the API's service runs it: propose, batch, fall back to 0011's search on T1409. */
 async function indexAssign(order: Order, dispatch: DispatchDeps, areasAround: ReturnType<typeof searchAreaCache>) {
-  return (await assignProposed(dispatch, order.id, order.lat, order.lon)) ?? newAssign(order, areasAround);
+  const driver = await assignProposed(dispatch, order.id, order.lat, order.lon);
+  if (driver) return driver;
+  fallbacks++;
+  return newAssign(order, areasAround);
 }
+
+/**
+ * What the server did besides the phase measured, to explain a slow run: checkpoints, autovacuum and autoanalyze runs
+ * on the tables an assignment writes, WAL written (statistics as the cumulative views report them).
+ */
+async function serverCounters() {
+  const [row] = await sql<{ checkpoints: number; autovacuums: number; autoanalyzes: number; wal: string }[]>`
+    select (select checkpoints_timed + checkpoints_req from pg_stat_bgwriter)::int as checkpoints,
+           (select sum(autovacuum_count) from pg_stat_user_tables
+             where relname in ('driver_state', 'orders', 'state_history'))::int as autovacuums,
+           (select sum(autoanalyze_count) from pg_stat_user_tables
+             where relname in ('driver_state', 'orders', 'state_history'))::int as autoanalyzes,
+           pg_current_wal_lsn()::text as wal`;
+  return row!;
+}
+
+function counterDelta(a: Awaited<ReturnType<typeof serverCounters>>, b: Awaited<ReturnType<typeof serverCounters>>) {
+  const lsn = (text: string) => { const [hi, lo] = text.split("/"); return parseInt(hi!, 16) * 2 ** 32 + parseInt(lo!, 16); };
+  return { checkpoints: b.checkpoints - a.checkpoints, autovacuums: b.autovacuums - a.autovacuums,
+           autoanalyzes: b.autoanalyzes - a.autoanalyzes, walMB: +((lsn(b.wal) - lsn(a.wal)) / 2 ** 20).toFixed(1) };
+}
+
+const pick = <T extends object, K extends keyof T>(o: T, ...keys: K[]) =>
+  Object.fromEntries(keys.map((k) => [k, o[k]])) as Pick<T, K>;
 
 /**
  * One read of the index's feed: wall time, this process's CPU (every thread: the reader thread decodes and builds),
