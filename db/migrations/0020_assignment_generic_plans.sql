@@ -1,0 +1,11 @@
+-- assign_batch plans its statements once per session, not once per call (issue 16).
+--
+-- PL/pgSQL plans each statement of a function with the call's values for its first five calls, then keeps a generic
+-- plan only if it does not look dearer; assign_batch's statements (unnest of the batch's arrays, lookups by key)
+-- kept being planned again on every call. Measured by `bun run bench:dispatch-plans` (one connection, 100,000
+-- available drivers, the API's 8 proposals per order, 3 alternating rounds; dispatch-plans-2026-12-01T03-56-13-663Z),
+-- ms per order, medians: one order per call 1.54 -> 1.08, 8 per call 0.36 -> 0.32, 32 the same (0.25), 128 0.23 ->
+-- 0.22. One order per call is the common case beside ingest (tens of orders a second, each its own batch).
+-- Every driver_state read here is by its key in a subquery the planner cannot flatten (0018), so a generic plan
+-- reads the same rows a custom one does; the rows-read test of test/db/dispatch-batch.test.ts holds it to that.
+ALTER FUNCTION assign_batch(uuid[], uuid[], int[]) SET plan_cache_mode = force_generic_plan;
