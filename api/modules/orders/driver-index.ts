@@ -56,6 +56,15 @@ function uuidAt(ids: Uint8Array, i: number): string {
   return s;
 }
 
+/**
+ * The first 4 of driver i's 16 bytes, as a number: enough to rule out almost every driver as "claimed" without
+ * formatting its id (the proposal's filter runs for every driver of the box it reads).
+ */
+const keyAt = (ids: Uint8Array, i: number) =>
+  ((ids[i * 16]! << 24) | (ids[i * 16 + 1]! << 16) | (ids[i * 16 + 2]! << 8) | ids[i * 16 + 3]!) >>> 0;
+/** The same key from a uuid's text (its first 8 hex digits). */
+const keyOf = (uuid: string) => Number.parseInt(uuid.slice(0, 8), 16);
+
 const M_PER_DEGREE_LAT = 111_195;
 const RAD = Math.PI / 180;
 
@@ -213,6 +222,8 @@ export function createDriverIndex(reader: SnapshotReader, options: DriverIndexOp
   let lastReadMs: number | undefined;
   /** Driver id → Date.now() when this process claimed it. */
   const taken = new Map<string, number>();
+  /** keyOf of every id in `taken` (and perhaps of some no longer there, until the next read). */
+  let takenKeys = new Set<number>();
   let timer: ReturnType<typeof setTimeout> | undefined;
   let running = false;
   let reading: Promise<void> | undefined;
@@ -222,6 +233,7 @@ export function createDriverIndex(reader: SnapshotReader, options: DriverIndexOp
     const next = await reader.read();
     snapshot = next;
     for (const [id, at] of taken) if (at < next.readAt) taken.delete(id);
+    takenKeys = new Set([...taken.keys()].map(keyOf));
     lastReadMs = performance.now() - started;
   }
 
@@ -261,11 +273,12 @@ export function createDriverIndex(reader: SnapshotReader, options: DriverIndexOp
       const s = snapshot;
       if (!s || Date.now() - s.readAt > maxAgeMs()) return undefined;
       const found = nearestOnSphere(s, lat, lon, options.candidates, options.maxDistanceKm * 1000, (i) =>
-        taken.size === 0 || !taken.has(uuidAt(s.ids, i)));
+        taken.size === 0 || !takenKeys.has(keyAt(s.ids, i)) || !taken.has(uuidAt(s.ids, i)));
       return found.map((i) => uuidAt(s.ids, i));
     },
     claimed(driverId) {
       taken.set(driverId, Date.now());
+      takenKeys.add(keyOf(driverId));
     },
     stats: () => ({
       drivers: snapshot?.count ?? 0,

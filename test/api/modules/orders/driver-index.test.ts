@@ -55,3 +55,53 @@ describe("createDriverIndex paces its reads", () => {
     index.close();
   });
 });
+
+/** Drivers packed as available_drivers() sends them: each id given as its 32 hex digits. */
+function packedMany(drivers: { id: string; lat: number; lon: number }[]): Uint8Array {
+  const bytes = new Uint8Array(32 * drivers.length);
+  const view = new DataView(bytes.buffer);
+  for (const [i, d] of drivers.entries()) {
+    bytes.set(Uint8Array.from(d.id.replaceAll("-", "").match(/../g)!.map((h) => Number.parseInt(h, 16))), i * 32);
+    view.setFloat64(i * 32 + 16, d.lat);
+    view.setFloat64(i * 32 + 24, d.lon);
+  }
+  return bytes;
+}
+
+describe("createDriverIndex: a claimed driver is not proposed until a later read", () => {
+  // Claims are looked up by the id's first 4 bytes first (a cheap key), then by the whole id: drivers sharing those
+  // bytes with a claimed one must still be proposed.
+  const A = "aaaaaaaa-0000-4000-8000-000000000001";
+  const A_TWIN = "aaaaaaaa-ffff-4000-8000-000000000002"; // same first 4 bytes as A
+  const B = "bbbbbbbb-0000-4000-8000-000000000003";
+  const C = "cccccccc-0000-4000-8000-000000000004";
+  const drivers = [
+    { id: A, lat: 40.7500, lon: -73.9800 }, // nearest to the point asked
+    { id: A_TWIN, lat: 40.7503, lon: -73.9800 },
+    { id: B, lat: 40.7506, lon: -73.9800 },
+    { id: C, lat: 40.7509, lon: -73.9800 },
+  ];
+  const cases: { name: string; claim: string[]; expected: string[] }[] = [
+    { name: "nothing claimed: the nearest first", claim: [], expected: [A, A_TWIN, B] },
+    { name: "the nearest claimed: its twin (same first 4 bytes) still proposed", claim: [A], expected: [A_TWIN, B, C] },
+    { name: "the twin claimed: the nearest still proposed", claim: [A_TWIN], expected: [A, B, C] },
+    { name: "two claimed", claim: [A, B], expected: [A_TWIN, C] },
+  ];
+  for (const c of cases) {
+    test(c.name, async () => {
+      let readAt = Date.now();
+      const index = createDriverIndex(
+        { read: async () => parsePackedDrivers(packedMany(drivers), readAt), close: () => {} },
+        { refreshMs: 60_000, candidates: 3, maxDistanceKm: 5 },
+      );
+      await index.refresh();
+      for (const id of c.claim) index.claimed(id); // as PostgreSQL prints ids: lower case
+      expect(index.propose(40.7499, -73.98)).toEqual(c.expected);
+      readAt = Date.now() + 1; // a later read forgets every claim made before it
+      await Bun.sleep(2);
+      await index.refresh();
+      expect(index.propose(40.7499, -73.98)).toEqual([A, A_TWIN, B]);
+      index.close();
+    });
+  }
+});
