@@ -11,11 +11,11 @@ import { readdirSync, readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { arrayLiteral } from "../../api/modules/orders/assignment.ts";
 import { createDriverIndex, readerInWorker } from "../../api/modules/orders/driver-index.ts";
-import { generateData } from "../../db/generate.ts";
-import { cityByName } from "../../lib/cities.ts";
 import { connectDatabase } from "../../lib/db.ts";
 import { createScratchDatabase } from "../../tools/scratch-database.ts";
 import { resultStem } from "../support/plot.ts";
+import { CLK_TCK, procSample } from "../support/process-stats.ts";
+import { availableFleet, resetOrders } from "./fleet.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -31,12 +31,8 @@ const SECONDS = Number(args.seconds);
 const ROUNDS = Number(args.rounds);
 const RATES = args.rates!.split(",").map(Number);
 if (args.plans !== "generic" && args.plans !== "auto") throw new Error(`--plans: generic or auto, not ${args.plans}`);
-const TICKS_PER_S = 100; // USER_HZ on Linux
-
-const ticksOf = (pid: number) => {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return Number(fields[11]) + Number(fields[12]);
-};
+const ticksOf = (pid: number) => procSample(pid)?.cpuTicks ?? 0;
+/** CPU ticks of every process named postgres (the server, its backends and background workers). */
 function postgresTicks(): number {
   let total = 0;
   for (const entry of readdirSync("/proc")) {
@@ -52,12 +48,6 @@ function postgresTicks(): number {
 
 const scratch = await createScratchDatabase(`bench_dispatch_cost_${Date.now()}`);
 const sql = connectDatabase(scratch.url, { max: 1, application: "bench-dispatch-cost" });
-
-async function resetOrders() {
-  await sql`update driver_state set status = 'available', current_order_id = null where current_order_id is not null`;
-  await sql`delete from orders`;
-  await sql`delete from state_history`;
-}
 
 async function arm(rate: number) {
   const proc = Bun.spawn(
@@ -76,8 +66,8 @@ async function arm(rate: number) {
   const started = performance.now();
   await Bun.sleep(SECONDS * 1000);
   const wall = (performance.now() - started) / 1000;
-  const processPct = ((ticksOf(proc.pid) - process0) / TICKS_PER_S / wall) * 100;
-  const postgresPct = ((postgresTicks() - postgres0) / TICKS_PER_S / wall) * 100;
+  const processPct = ((ticksOf(proc.pid) - process0) / CLK_TCK / wall) * 100;
+  const postgresPct = ((postgresTicks() - postgres0) / CLK_TCK / wall) * 100;
   proc.kill("SIGTERM");
   for (;;) {
     const { value, done } = await lines.read();
@@ -86,7 +76,7 @@ async function arm(rate: number) {
   }
   if ((await proc.exited) !== 0) throw new Error("beside-ingest failed");
   const counts = JSON.parse(text.trim().split("\n").at(-1)!) as { orders: { placed: number; assigned: number; refused: number } };
-  await resetOrders();
+  await resetOrders(sql);
   return { rate, wallS: +wall.toFixed(1), processCpuPct: +processPct.toFixed(1), postgresCpuPct: +postgresPct.toFixed(1), orders: counts.orders };
 }
 
@@ -123,19 +113,13 @@ async function perStatement(n: number) {
     await time("readBack", () => sql`select * from orders o left join drivers d on d.id = o.driver_id where o.id = ${order!.id}`);
   }
   index.close();
-  await resetOrders();
+  await resetOrders(sql);
   return Object.fromEntries(Object.entries(ms).map(([k, v]) => [k, +(v / n).toFixed(3)]));
 }
 
 try {
   console.error(`generating 100000 drivers in ${scratch.name}…`);
-  await generateData(sql, {
-    drivers: 100_000, restaurants: 2000, customers: 100, orders: 0, mode: "truncate", seed: 16,
-    city: cityByName("nyc"), online: true, progress: false,
-  });
-  await sql`update tracking_settings set offline_after_s = 86400 where id = 1`; // every driver fresh for the run
-  await sql`update driver_state set received_at = now()`;
-  await sql`vacuum analyze driver_state`;
+  await availableFleet(sql, 100_000);
   if (args.plans === "auto") await sql`alter function assign_batch(uuid[], uuid[], int[]) set plan_cache_mode = auto`;
   const arms = [];
   for (let round = 1; round <= ROUNDS; round++) {

@@ -9,11 +9,11 @@
 import { parseArgs } from "node:util";
 import { arrayLiteral } from "../../api/modules/orders/assignment.ts";
 import { createDriverIndex, readerInWorker } from "../../api/modules/orders/driver-index.ts";
-import { generateData } from "../../db/generate.ts";
-import { cityByName } from "../../lib/cities.ts";
 import { connectDatabase } from "../../lib/db.ts";
 import { createScratchDatabase } from "../../tools/scratch-database.ts";
 import { resultStem } from "../support/plot.ts";
+import { spread } from "../support/spread.ts";
+import { availableFleet, resetOrders } from "./fleet.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -53,21 +53,13 @@ async function perOrder(size: number, round: number, restaurants: { id: string; 
     took += performance.now() - started;
     for (const r of rows) if (r.driver_id) (assigned++, index.claimed(r.driver_id));
   }
-  await sql`update driver_state set status = 'available', current_order_id = null where current_order_id is not null`;
-  await sql`delete from orders`;
-  await sql`delete from state_history`;
+  await resetOrders(sql);
   return { ms: took / ORDERS, assigned };
 }
 
 try {
   console.error(`generating ${args.drivers} drivers in ${scratch.name}…`);
-  await generateData(sql, {
-    drivers: Number(args.drivers), restaurants: 2000, customers: 100, orders: 0, mode: "truncate", seed: 16,
-    city: cityByName("nyc"), online: true, progress: false,
-  });
-  await sql`update tracking_settings set offline_after_s = 86400 where id = 1`; // every driver fresh for the run
-  await sql`update driver_state set received_at = now()`;
-  await sql`vacuum analyze driver_state`;
+  await availableFleet(sql, Number(args.drivers));
   const restaurants = await sql<{ id: string; lat: number; lon: number }[]>`
     select id, st_y(location::geometry) as lat, st_x(location::geometry) as lon from restaurants order by id`;
   const [customer] = await sql<{ id: string }[]>`select id from customers order by id limit 1`;
@@ -84,7 +76,7 @@ try {
     }
     console.error(`round ${round}/${ROUNDS} done`);
   }
-  const stat = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return { min: +s[0]!.toFixed(3), median: +s[Math.floor((s.length - 1) / 2)]!.toFixed(3), max: +s[s.length - 1]!.toFixed(3) }; };
+  const stat = (xs: number[]) => { const s = spread(xs); return { min: +s.min.toFixed(3), median: +s.median.toFixed(3), max: +s.max.toFixed(3) }; };
   console.log(`\nassign_batch, ms per order, one connection, ${ORDERS} orders per measurement, min / median / max of ${ROUNDS} rounds`);
   console.log(`${"batch".padStart(6)} ${Object.keys(VARIANTS).map((v) => v.padStart(26)).join("")}`);
   for (const size of SIZES) {

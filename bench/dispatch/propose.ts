@@ -8,6 +8,7 @@ import { parseArgs } from "node:util";
 import { createDriverIndex, parsePackedDrivers } from "../../api/modules/orders/driver-index.ts";
 import { createRng } from "../../lib/random.ts";
 import { resultStem } from "../support/plot.ts";
+import { spread } from "../support/spread.ts";
 
 const { values: args } = parseArgs({ options: { runs: { type: "string", default: "3" }, drivers: { type: "string", default: "100000" } } });
 const RUNS = Number(args.runs);
@@ -45,7 +46,7 @@ for (let r = 1; r <= RUNS; r++) {
   const result = await run(r);
   for (const c of CLAIMS) (runs[c] ??= []).push(result[c]!);
 }
-const stat = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return { min: +s[0]!.toFixed(1), median: +s[Math.floor((s.length - 1) / 2)]!.toFixed(1), max: +s[s.length - 1]!.toFixed(1) }; };
+const stat = (xs: number[]) => { const s = spread(xs); return { min: +s.min.toFixed(1), median: +s.median.toFixed(1), max: +s.max.toFixed(1) }; };
 console.log(`\nthe index's proposal of 8 among ${DRIVERS} drivers, µs each, min / median / max of ${RUNS} runs`);
 for (const c of CLAIMS) { const s = stat(runs[c]!); console.log(`${String(c).padStart(6)} claims held  ${s.min} / ${s.median} / ${s.max}`); }
 const stem = resultStem("dispatch-propose");
