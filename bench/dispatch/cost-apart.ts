@@ -3,7 +3,8 @@
  * of 100,000 available drivers; bench/dispatch/beside-ingest.ts (the index's paced reads, and with --orders-per-s N
  * that many orders a second placed and assigned by the API's orders service) runs for --seconds per arm, the arms
  * (0 and 20 orders/s by default) alternating --rounds times. Reports the dispatch process's CPU and PostgreSQL's
- * (every postgres process of the box, background ones included: run it with nothing else on the stack), from /proc.
+ * (every postgres process of the box, background ones and those that exit during the arm included: run it with nothing
+ * else on the stack), from /proc.
  * Then, per order placed and assigned one at a time on one connection, the wall time of each statement the service
  * sends (quiet box: the database's time, one round trip each). Prints a table, writes JSON under bench/results/.
  */
@@ -32,18 +33,41 @@ const ROUNDS = Number(args.rounds);
 const RATES = args.rates!.split(",").map(Number);
 if (args.plans !== "generic" && args.plans !== "auto") throw new Error(`--plans: generic or auto, not ${args.plans}`);
 const ticksOf = (pid: number) => procSample(pid)?.cpuTicks ?? 0;
-/** CPU ticks of every process named postgres (the server, its backends and background workers). */
-function postgresTicks(): number {
-  let total = 0;
+
+/** /proc/<pid>/stat of a postgres process: its parent, and CPU ticks of its own and of its exited children. */
+function postgresStat(pid: number): { ppid: number; ticks: number; childTicks: number } | undefined {
+  try {
+    if (readFileSync(`/proc/${pid}/comm`, "utf8").trim() !== "postgres") return undefined;
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ").map(Number);
+    return { ppid: f[1]!, ticks: f[11]! + f[12]!, childTicks: f[13]! + f[14]! };
+  } catch {
+    return undefined; // gone meanwhile
+  }
+}
+
+/** Every postgres process now: ticks by pid, and the postmaster's exited children's ticks. */
+function postgresSample() {
+  const byPid = new Map<number, { ppid: number; ticks: number; childTicks: number }>();
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (readFileSync(`/proc/${entry}/comm`, "utf8").trim() === "postgres") total += ticksOf(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
+    const s = postgresStat(Number(entry));
+    if (s) byPid.set(Number(entry), s);
   }
-  return total;
+  const postmaster = [...byPid].find(([, s]) => !byPid.has(s.ppid));
+  return { byPid, exitedChildTicks: postmaster?.[1].childTicks ?? 0 };
+}
+
+/**
+ * PostgreSQL's CPU ticks between two samples: each process's growth (from 0 if it started meanwhile), plus what the
+ * postmaster's children that exited meanwhile used (autovacuum workers, backends), counted by the postmaster once
+ * they were reaped. A child that exited had its ticks at `a` counted there already, so those are taken back.
+ */
+function postgresTicksBetween(a: ReturnType<typeof postgresSample>, b: ReturnType<typeof postgresSample>): number {
+  let ticks = b.exitedChildTicks - a.exitedChildTicks;
+  for (const [pid, s] of b.byPid) ticks += s.ticks - (a.byPid.get(pid)?.ticks ?? 0);
+  for (const [pid, s] of a.byPid) if (!b.byPid.has(pid)) ticks -= s.ticks;
+  return ticks;
 }
 
 const scratch = await createScratchDatabase(`bench_dispatch_cost_${Date.now()}`);
@@ -62,12 +86,12 @@ async function arm(rate: number) {
     text += value;
   }
   const process0 = ticksOf(proc.pid);
-  const postgres0 = postgresTicks();
+  const postgres0 = postgresSample();
   const started = performance.now();
   await Bun.sleep(SECONDS * 1000);
   const wall = (performance.now() - started) / 1000;
   const processPct = ((ticksOf(proc.pid) - process0) / CLK_TCK / wall) * 100;
-  const postgresPct = ((postgresTicks() - postgres0) / CLK_TCK / wall) * 100;
+  const postgresPct = (postgresTicksBetween(postgres0, postgresSample()) / CLK_TCK / wall) * 100;
   proc.kill("SIGTERM");
   for (;;) {
     const { value, done } = await lines.read();
