@@ -189,7 +189,8 @@ async function main() {
           const rate = await throughput(n, (i) => indexAssign(orders[i]!, { index, dispatcher }, areasAround), callers);
           record(mix.name, INDEX_METHOD, metric, rate);
           conditions.push({ mix: mix.name, run, callers, assignmentsPerS: Math.round(rate), fallbacks,
-                            ...pick(dispatcher.stats(), "batches", "lockedRetries"), ...counterDelta(before, await serverCounters()) });
+                            batches: dispatcher.stats().batches, lockedRetries: dispatcher.stats().lockedRetries,
+                            ...counterDelta(before, await serverCounters()) });
           (invariants[mix.name] ??= []).push(await checkAndReset(n));
         }
       }
@@ -434,24 +435,20 @@ async function indexAssign(order: Order, dispatch: DispatchDeps, areasAround: Re
  * on the tables an assignment writes, WAL written (statistics as the cumulative views report them).
  */
 async function serverCounters() {
-  const [row] = await sql<{ checkpoints: number; autovacuums: number; autoanalyzes: number; wal: string }[]>`
+  const [row] = await sql<{ checkpoints: number; autovacuums: number; autoanalyzes: number; walBytes: number }[]>`
     select (select checkpoints_timed + checkpoints_req from pg_stat_bgwriter)::int as checkpoints,
            (select sum(autovacuum_count) from pg_stat_user_tables
              where relname in ('driver_state', 'orders', 'state_history'))::int as autovacuums,
            (select sum(autoanalyze_count) from pg_stat_user_tables
              where relname in ('driver_state', 'orders', 'state_history'))::int as autoanalyzes,
-           pg_current_wal_lsn()::text as wal`;
+           (pg_current_wal_lsn() - '0/0'::pg_lsn)::float8 as "walBytes"`;
   return row!;
 }
 
 function counterDelta(a: Awaited<ReturnType<typeof serverCounters>>, b: Awaited<ReturnType<typeof serverCounters>>) {
-  const lsn = (text: string) => { const [hi, lo] = text.split("/"); return parseInt(hi!, 16) * 2 ** 32 + parseInt(lo!, 16); };
   return { checkpoints: b.checkpoints - a.checkpoints, autovacuums: b.autovacuums - a.autovacuums,
-           autoanalyzes: b.autoanalyzes - a.autoanalyzes, walMB: +((lsn(b.wal) - lsn(a.wal)) / 2 ** 20).toFixed(1) };
+           autoanalyzes: b.autoanalyzes - a.autoanalyzes, walMB: +((b.walBytes - a.walBytes) / 2 ** 20).toFixed(1) };
 }
-
-const pick = <T extends object, K extends keyof T>(o: T, ...keys: K[]) =>
-  Object.fromEntries(keys.map((k) => [k, o[k]])) as Pick<T, K>;
 
 /**
  * One read of the index's feed: wall time, this process's CPU (every thread: the reader thread decodes and builds),
