@@ -24,7 +24,7 @@ import type { DispatchDeps } from "./modules/orders/dispatcher.ts";
 import type { TrackCacheOptions } from "./modules/tracking/cache.ts";
 import type { OrderFeed } from "./modules/tracking/feed.ts";
 import { createTrackCacheFor, trackingModule } from "./modules/tracking/index.ts";
-import { createLiveStreamGate } from "./modules/tracking/streams.ts";
+import { createLiveStreamGate, type LiveStreamGate } from "./modules/tracking/streams.ts";
 
 export interface ApiDeps {
   sql: Sql;
@@ -38,6 +38,8 @@ export interface ApiDeps {
   heartbeatMs?: number;
   /** Most live streams at once (server.ts: liveStreamCeiling()); unbounded when absent, as in most tests. */
   liveStreamsMax?: number;
+  /** The process's stream ceiling itself, when the live socket server shares it (server.ts); else made from liveStreamsMax. */
+  liveStreams?: LiveStreamGate;
   /** GET /track's cache (config TRACK_CACHE_*); tests that write and read back at once leave it off. */
   trackCache?: TrackCacheOptions;
   kafkaSendTimeoutMs?: number;
@@ -56,7 +58,7 @@ export interface ApiDeps {
 
 export function createApp(deps: ApiDeps) {
   const cache = createTrackCacheFor(deps);
-  const liveStreams = createLiveStreamGate(deps.liveStreamsMax ?? Number.POSITIVE_INFINITY);
+  const liveStreams = deps.liveStreams ?? createLiveStreamGate(deps.liveStreamsMax ?? Number.POSITIVE_INFINITY);
   const metrics = createHttpMetrics({ liveSubscribers: () => deps.feed.subscribers, liveStreams, trackCache: cache });
   const readiness = readinessService(deps);
   const tokens = createTokenService(deps.auth);

@@ -94,6 +94,16 @@ function fromElysia(code: string | number, error: unknown): AppError | undefined
   return undefined;
 }
 
+/** Logs what is the server's fault (5xx); the caller's mistakes are answered, not logged. */
+export function logServerError(appError: AppError): void {
+  if (appError.code === "INTERNAL") console.error("[api] internal error:", appError.cause ?? appError);
+  // Refusals at the live-stream ceiling come by the thousand and are counted on /metrics: a log line each would cost
+  // more than the refusal.
+  else if (appError.status >= 500 && appError.code !== "TOO_MANY_STREAMS") {
+    console.error(`[api] ${appError.code}: ${describeCause(appError)}`);
+  }
+}
+
 /**
  * The error boundary of the app: one error shape for everything, and the body limits, which are part of never
  * answering bad input with a 500 or a stall (they refuse before parsing, their refusals come out through here).
@@ -101,12 +111,7 @@ function fromElysia(code: string | number, error: unknown): AppError | undefined
 export const errorHandler = new Elysia({ name: "error-handler" }).use(bodyLimits).onError({ as: "global" }, ({ code, error, set }) => {
   // AppError first: its codes (NOT_FOUND, VALIDATION) are also names Elysia gives its own errors.
   const appError = error instanceof AppError ? error : (fromElysia(code, error) ?? toAppError(error));
-  if (appError.code === "INTERNAL") console.error("[api] internal error:", appError.cause ?? appError);
-  // Refusals at the live-stream ceiling come by the thousand and are counted on /metrics: a log line each would cost
-  // more than the refusal.
-  else if (appError.status >= 500 && appError.code !== "TOO_MANY_STREAMS") {
-    console.error(`[api] ${appError.code}: ${describeCause(appError)}`);
-  }
+  logServerError(appError);
   set.status = appError.status;
   set.headers["content-type"] = "application/json";
   return appError.toJSON();

@@ -15,7 +15,13 @@ import { FALLBACK_REACH_M } from "./modules/orders/assignment.ts";
 import { createDispatcher } from "./modules/orders/dispatcher.ts";
 import { createDriverIndex, readerInWorker } from "./modules/orders/driver-index.ts";
 import { createOrderFeed } from "./modules/tracking/feed.ts";
-import { liveStreamCeiling, openFileLimit } from "./modules/tracking/streams.ts";
+import { createHeartbeats } from "./modules/tracking/heartbeats.ts";
+import { DEFAULT_HEARTBEAT_MS } from "./modules/tracking/live.ts";
+import { startLiveSocketServer } from "./modules/tracking/live-socket.ts";
+import { trackingService } from "./modules/tracking/service.ts";
+import { createLiveStreamGate, liveStreamCeiling, openFileLimit } from "./modules/tracking/streams.ts";
+import { orderAccess } from "./auth/order-access.ts";
+import { createTokenService } from "./auth/tokens.ts";
 
 const SHUTDOWN_DEADLINE_MS = 15_000;
 let stopping = false;
@@ -78,12 +84,16 @@ dispatch?.index.start();
 const mqttAdmin = settings.mqttAdmin;
 const mqttCredentials = mqttAdmin ? createMqttCredentialStore({ ...mqttAdmin, mqttUrl: cfg.mqttUrl }) : undefined;
 
+const tls = cfg.apiTls ? { cert: Bun.file(cfg.apiTls.certFile), key: Bun.file(cfg.apiTls.keyFile) } : undefined;
+// One ceiling for the process's streams, whichever port they come in on.
+const liveStreams = createLiveStreamGate(liveStreamsMax);
+
 const app = createApp({
   sql,
   kafka,
   positionsTopic: cfg.kafkaTopic,
   feed,
-  liveStreamsMax,
+  liveStreams,
   trackCache: { ttlMs: cfg.trackCacheTtlMs, maxEntries: cfg.trackCacheMaxEntries },
   // Parsed here, at start-up: no AUTH_TOKEN_SECRET (or a short one) stops the API before it listens.
   auth: settings.auth,
@@ -100,8 +110,21 @@ const app = createApp({
   // SO_REUSEPORT (also Elysia's default, said here because it is relied on): several API processes on one host share
   // API_PORT and the kernel spreads new connections over them, each with its own live-stream ceiling.
   reusePort: true,
-  ...(cfg.apiTls ? { tls: { cert: Bun.file(cfg.apiTls.certFile), key: Bun.file(cfg.apiTls.keyFile) } } : {}),
+  ...(tls ? { tls } : {}),
 });
+// LIVE_PORT: the live streams (and only they) also from raw sockets, at less memory per stream (live-socket.ts).
+const liveSocket = cfg.livePort > 0
+  ? startLiveSocketServer(
+      {
+        live: { feed, tracking: trackingService(sql), heartbeats: createHeartbeats(DEFAULT_HEARTBEAT_MS) },
+        tokens: createTokenService(settings.auth),
+        access: orderAccess(sql),
+        liveStreams,
+      },
+      { hostname: cfg.apiHost, port: cfg.livePort, tls },
+    )
+  : undefined;
+if (liveSocket) console.log(`[api] live streams also on ${tls ? "https" : "http"}://${cfg.apiHost}:${liveSocket.port}/track/{order_id}/live`);
 console.log(
   `[api] listening on ${cfg.apiTls ? "https" : "http"}://${app.server?.hostname}:${app.server?.port} (production mode; at most ` +
     `${liveStreamsMax} live streams, open-file limit ${fileLimit ?? "unknown"})`,
@@ -115,6 +138,7 @@ async function shutdown(signal: string) {
     console.error("[api] shutdown deadline passed, exiting");
     process.exit(1);
   }, SHUTDOWN_DEADLINE_MS);
+  liveSocket?.stop(); // no new connections; feed.close() ends the streams it holds
   feed.close();
   dispatch?.index.close();
   await app.stop();

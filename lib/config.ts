@@ -241,6 +241,11 @@ export function parseConfig(env: Env = process.env) {
     /** The bridge's MQTT client id; its persistent session (queued QoS 1 messages) survives restarts under it. */
     bridgeClientId: identifier(env, "BRIDGE_CLIENT_ID", "bridge-0"),
     apiPort: integer(env, "API_PORT", 8000, 0, 65535),
+    /**
+     * Live tracking streams (GET /track/{id}/live only) served from raw sockets on this port as well, at ~1 KB of
+     * memory per stream less than the API's port (api/modules/tracking/live-socket.ts); 0 = off.
+     */
+    livePort: integer(env, "LIVE_PORT", 0, 0, 65535),
     /** The API listens on loopback unless told otherwise (a proxy or 0.0.0.0 is a decision, not a default). */
     apiHost: hostname(env, "API_HOST", "127.0.0.1"),
     /** HTTPS (API_TLS_CERT_FILE + API_TLS_KEY_FILE, PEM); null = plain HTTP. */

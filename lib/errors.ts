@@ -39,6 +39,13 @@ export const ERROR_CODES = {
   NO_DRIVER_AVAILABLE: { status: 409, retriable: true },
   UPSTREAM_UNAVAILABLE: { status: 503, retriable: true },
   TOO_MANY_STREAMS: { status: 503, retriable: true }, // this API process holds its most live streams (Retry-After)
+  // What the live socket server (api/modules/tracking/live-socket.ts) answers before any route runs; Bun.serve
+  // answers these itself on the API's port.
+  MALFORMED_REQUEST: { status: 400, retriable: false }, // not a plain HTTP/1.1 request head
+  METHOD_NOT_ALLOWED: { status: 405, retriable: false },
+  REQUEST_TIMEOUT: { status: 408, retriable: true }, // the request head did not arrive in time
+  HEADERS_TOO_LARGE: { status: 431, retriable: false },
+  HTTP_VERSION_NOT_SUPPORTED: { status: 505, retriable: false },
   INTERNAL: { status: 500, retriable: true },
 } as const;
 export type ErrorCode = keyof typeof ERROR_CODES;

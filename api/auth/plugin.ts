@@ -28,12 +28,37 @@ function bearerToken(authorization: string | undefined): string | undefined {
 
 const tagged = <F extends object>(fn: F, rule: AuthRule | typeof OPEN): F => Object.assign(fn, { [RULE]: rule });
 
+/** What a 401 without a token carries, as RFC 6750 asks. */
+export const WWW_AUTHENTICATE = 'Bearer realm="driver-tracking"';
+
+/**
+ * The token a request carries for `rule`: the Authorization header first, then `?token=` where the rule takes it.
+ * Undefined without one (the caller answers 401 with WWW-Authenticate); a malformed Authorization header is a 401.
+ */
+export function tokenFor(rule: AuthRule, request: { authorization: string | undefined; queryToken: unknown }) {
+  const tokenInQuery = "tokenInQuery" in rule && rule.tokenInQuery;
+  const fromQuery = tokenInQuery && typeof request.queryToken === "string" ? request.queryToken : undefined;
+  return bearerToken(request.authorization) ?? fromQuery;
+}
+
+/**
+ * The caller behind `token`, if `rule` admits it: 401 UNAUTHENTICATED without a valid token, 403 FORBIDDEN for a role
+ * outside the rule. Shared by every route of the app and by the live socket server (api/modules/tracking/live-socket.ts).
+ */
+export async function principalFor(tokens: TokenService, rule: AuthRule, token: string | undefined): Promise<Principal> {
+  if (!token) throw new AppError("UNAUTHENTICATED", "a bearer token is required");
+  const principal = await tokens.verify(token);
+  const roles: readonly Role[] = "roles" in rule ? rule.roles : rule;
+  if (!roles.includes(principal.role)) {
+    throw new AppError("FORBIDDEN", `the ${principal.role} role may not use this route`);
+  }
+  return principal;
+}
+
 export function authPlugin(tokens: TokenService) {
   return new Elysia({ name: "auth" }).macro({
     /** Only callers with a valid token of one of these roles; 401 without one, 403 for another role. */
     auth(rule: AuthRule) {
-      const roles: readonly Role[] = "roles" in rule ? rule.roles : rule;
-      const tokenInQuery = "tokenInQuery" in rule && rule.tokenInQuery;
       const resolve = async ({
         headers,
         query,
@@ -43,17 +68,9 @@ export function authPlugin(tokens: TokenService) {
         query: Record<string, unknown>;
         set: { headers: Record<string, unknown> };
       }): Promise<{ principal: Principal }> => {
-        const fromQuery = tokenInQuery && typeof query.token === "string" ? query.token : undefined;
-        const token = bearerToken(headers.authorization) ?? fromQuery;
-        if (!token) {
-          set.headers["www-authenticate"] = 'Bearer realm="driver-tracking"';
-          throw new AppError("UNAUTHENTICATED", "a bearer token is required");
-        }
-        const principal = await tokens.verify(token);
-        if (!roles.includes(principal.role)) {
-          throw new AppError("FORBIDDEN", `the ${principal.role} role may not use this route`);
-        }
-        return { principal };
+        const token = tokenFor(rule, { authorization: headers.authorization, queryToken: query.token });
+        if (!token) set.headers["www-authenticate"] = WWW_AUTHENTICATE;
+        return { principal: await principalFor(tokens, rule, token) };
       };
       return { resolve: tagged(resolve, rule), detail: { security: [{ bearer: [] }] } };
     },

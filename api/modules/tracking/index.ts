@@ -30,7 +30,7 @@ export interface TrackingDeps {
  * The order's customer and restaurant, operations, and whoever holds the order's tracking link; the token may come
  * as `?token=` because EventSource cannot set headers and a shared link is just a URL.
  */
-const TRACKERS: AuthRule = { roles: ["customer", "restaurant", "operations", "tracker"], tokenInQuery: true };
+export const TRACKERS: AuthRule = { roles: ["customer", "restaurant", "operations", "tracker"], tokenInQuery: true };
 
 /** GET /track's cache over the database's answer, as configured (off without options). */
 export function createTrackCacheFor(deps: Pick<TrackingDeps, "sql" | "feed" | "trackCache">): TrackCache {

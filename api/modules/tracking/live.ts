@@ -14,7 +14,7 @@ import type { FeedEvent, OrderFeed } from "./feed.ts";
 import type { Track } from "./model.ts";
 import type { TrackingService } from "./service.ts";
 import type { Heartbeats } from "./heartbeats.ts";
-import { createSseSink, type EventKind } from "./sse-sink.ts";
+import { createSseSink, type EventKind, type SinkClose, type SseSink } from "./sse-sink.ts";
 import type { CloseReason } from "./streams.ts";
 
 export const DEFAULT_HEARTBEAT_MS = 15_000;
@@ -39,11 +39,40 @@ export interface LiveStreamOptions {
   onClose?: (reason: CloseReason) => void;
 }
 
+/** What a stream writes to: an SSE body over Bun.serve (sse-sink.ts), or a raw socket (live-socket.ts). */
+export type LiveSink = Pick<SseSink, "send" | "beat" | "end">;
+
+/** Written first on every stream: EventSource waits this long before it reconnects. */
+export const RETRY_HINT = "retry: 3000\n\n";
+
+/** The stream's response headers (besides the status), on either server. */
+export const LIVE_HEADERS = {
+  "content-type": "text/event-stream; charset=utf-8",
+  "cache-control": "no-cache, no-transform",
+  "x-accel-buffering": "no", // nginx would otherwise buffer the stream
+} as const;
+
+/** The live stream of one order as the API's response (Bun.serve). */
 export async function openLiveStream(
   orderId: string,
   deps: LiveStreamDeps,
   options: LiveStreamOptions = {},
 ): Promise<Response> {
+  const sink = await startLiveStream(orderId, deps, (onClose) => createSseSink({ preamble: RETRY_HINT, onClose }), options);
+  return new Response(sink.body, { headers: LIVE_HEADERS });
+}
+
+/**
+ * Subscribes to the order, reads its snapshot and starts the stream on the sink `createSink` makes (it must call
+ * onClose when the client goes away or is dropped). Throws, with nothing left subscribed, when the order is unknown or
+ * the database fails.
+ */
+export async function startLiveStream<S extends LiveSink>(
+  orderId: string,
+  deps: LiveStreamDeps,
+  createSink: (onClose: (reason: SinkClose) => void) => S,
+  options: LiveStreamOptions = {},
+): Promise<S> {
   // Subscribe before reading the snapshot: whatever commits in between is buffered, not lost.
   const early: FeedEvent[] = [];
   let deliver: ((event: FeedEvent) => void) | undefined;
@@ -74,7 +103,7 @@ export async function openLiveStream(
     unsubscribe();
     options.onClose?.(reason);
   }
-  const sink = createSseSink({ preamble: "retry: 3000\n\n", onClose: finish });
+  const sink = createSink(finish);
   const frame = (event: string, data: unknown, id?: string) =>
     `${id === undefined ? "" : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
   const send = (kind: EventKind, data: unknown, id: string) => {
@@ -146,11 +175,5 @@ export async function openLiveStream(
   deliver = handle;
   if (!finished) stopBeating = deps.heartbeats.add(sink.beat);
 
-  return new Response(sink.body, {
-    headers: {
-      "content-type": "text/event-stream; charset=utf-8",
-      "cache-control": "no-cache, no-transform",
-      "x-accel-buffering": "no", // nginx would otherwise buffer the stream
-    },
-  });
+  return sink;
 }

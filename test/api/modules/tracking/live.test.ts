@@ -3,11 +3,14 @@ import net from "node:net";
 import type { FeedListener, OrderFeed } from "../../../../api/modules/tracking/feed.ts";
 import { createHeartbeats } from "../../../../api/modules/tracking/heartbeats.ts";
 import { openLiveStream } from "../../../../api/modules/tracking/live.ts";
+import { startLiveSocketServer } from "../../../../api/modules/tracking/live-socket.ts";
+import type { OrderAccess } from "../../../../api/auth/order-access.ts";
+import { createTokenService } from "../../../../api/auth/tokens.ts";
 import type { Track } from "../../../../api/modules/tracking/model.ts";
 import type { TrackingService } from "../../../../api/modules/tracking/service.ts";
-import type { CloseReason } from "../../../../api/modules/tracking/streams.ts";
+import { type CloseReason, createLiveStreamGate, type LiveStreamGate } from "../../../../api/modules/tracking/streams.ts";
 import { applyPositions } from "../../../support/positions.ts";
-import { customer, OPS } from "../../support/auth.ts";
+import { customer, OPS, testAuthConfig } from "../../support/auth.ts";
 import { type Harness, startHarness } from "../../support/harness.ts";
 import { orderParties } from "../../support/orders.ts";
 import { allowTeleports, ORIGIN, offset, seedCustomer, seedDriver, seedRestaurant } from "../../support/seed.ts";
@@ -238,7 +241,13 @@ describe("the live-stream ceiling (in process; the real server: test/api/live-st
   });
 });
 
-describe("over real sockets (Bun.serve, a fake feed pushing 32 KB events)", () => {
+/**
+ * The same stream from both servers: the API's (Bun.serve) and the live socket server (live-socket.ts, raw sockets).
+ * Their writes to a slow socket differ (a direct stream; the socket writer's partial writes), their rules must not.
+ */
+const SERVERS = ["Bun.serve", "live socket server"] as const;
+
+describe.each(SERVERS)("over real sockets (%s, a fake feed pushing 32 KB events)", (kind) => {
   const orderId = crypto.randomUUID();
   const listeners = new Set<FeedListener>();
   const feed: OrderFeed = {
@@ -266,28 +275,53 @@ describe("over real sockets (Bun.serve, a fake feed pushing 32 KB events)", () =
   const tracking: TrackingService = { track: async () => snapshot };
   const closed: CloseReason[] = [];
   const heartbeats = createHeartbeats(HEARTBEAT_MS);
-  let server: ReturnType<typeof Bun.serve>;
+  let server: { port: number; stop(): unknown };
+  let request = "GET /live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
   const sockets: net.Socket[] = [];
-  beforeAll(() => {
-    server = Bun.serve({
-      port: 0,
-      hostname: "127.0.0.1",
-      fetch: () =>
-        openLiveStream(
-          orderId,
-          { feed, tracking, heartbeats },
-          { onClose: (reason) => closed.push(reason) },
-        ),
-    });
+  beforeAll(async () => {
+    if (kind === "Bun.serve") {
+      const serving = Bun.serve({
+        port: 0,
+        hostname: "127.0.0.1",
+        fetch: () =>
+          openLiveStream(
+            orderId,
+            { feed, tracking, heartbeats },
+            { onClose: (reason) => closed.push(reason) },
+          ),
+      });
+      server = { port: serving.port!, stop: () => serving.stop(true) };
+      return;
+    }
+    const tokens = createTokenService(testAuthConfig());
+    const gate = createLiveStreamGate(Number.POSITIVE_INFINITY);
+    // The gate's release is the stream's onClose: count the reasons through it.
+    const counted: LiveStreamGate = {
+      ...gate,
+      acquire: () => {
+        const release = gate.acquire()!;
+        return (reason) => {
+          if (reason) closed.push(reason);
+          release(reason);
+        };
+      },
+    };
+    const access = { check: async () => undefined } as unknown as OrderAccess;
+    server = startLiveSocketServer(
+      { live: { feed, tracking, heartbeats }, tokens, access, liveStreams: counted },
+      { hostname: "127.0.0.1", port: 0 },
+    );
+    const token = (await tokens.mint("operations", "ops-test", { ttl: "1h" })).token;
+    request = `GET /track/${orderId}/live HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\n\r\n`;
   });
   afterAll(async () => {
     for (const socket of sockets) socket.destroy();
-    await server.stop(true);
+    await server.stop();
   });
 
   /** A raw HTTP client: sends the request and resolves once the response's headers are in. */
   async function connect(): Promise<{ socket: net.Socket; received: () => number; tail: () => string }> {
-    const socket = net.connect(server.port!, "127.0.0.1");
+    const socket = net.connect(server.port, "127.0.0.1");
     sockets.push(socket);
     let bytes = 0;
     let head = "";
@@ -302,7 +336,7 @@ describe("over real sockets (Bun.serve, a fake feed pushing 32 KB events)", () =
           if (head.includes("\r\n\r\n")) resolve();
         }
       });
-      socket.write(`GET /live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+      socket.write(request);
     });
     expect(head).toStartWith("HTTP/1.1 200");
     return { socket, received: () => bytes, tail: () => tail };
