@@ -54,6 +54,11 @@ const { values: args } = parseArgs({
      * send time), to measure the API's fan-out alone, commit -> client, when ingest cannot keep up on a busy box.
      */
     source: { type: "string", default: "pipeline" },
+    /**
+     * http: the streams on the API's port (Bun.serve, Elysia's route); socket: on LIVE_PORT, the raw-socket live
+     * server (api/modules/tracking/live-socket.ts), the same stream at less memory each.
+     */
+    transport: { type: "string", default: "socket" },
     label: { type: "string", default: "" },
   },
 });
@@ -71,6 +76,8 @@ const CLIENT_REPORT_MS = 1_000;
 const FD_LIMIT = 20_000; // the hard limit on this box; each API and client process raises its soft limit to it
 const SOURCE = args.source;
 if (SOURCE !== "pipeline" && SOURCE !== "notify") throw new Error("--source must be pipeline or notify");
+const TRANSPORT = args.transport;
+if (TRANSPORT !== "http" && TRANSPORT !== "socket") throw new Error("--transport must be http or socket");
 const ROOT = new URL("../", import.meta.url).pathname;
 const command = `bun run bench:fanout -- ${process.argv.slice(2).join(" ")}`.trim();
 const run = `${Date.now() % 1e8}`;
@@ -186,11 +193,17 @@ try {
 
   // The API, with its own port and the highest open-file limit this box allows.
   const port = 20_000 + (Number(run) % 20_000);
+  const livePort = TRANSPORT === "socket" ? port + 1 : port;
   const api = Bun.spawn(
     ["bash", "-c", `ulimit -n ${FD_LIMIT} && exec bun api/index.ts --processes ${API_PROCESSES}`],
     {
       cwd: ROOT, stdout: "ignore", stderr: "inherit",
-      env: { ...process.env, API_PORT: String(port), DATABASE_URL: serviceUrl(scratch.url, "tracking_api") },
+      env: {
+        ...process.env,
+        API_PORT: String(port),
+        LIVE_PORT: TRANSPORT === "socket" ? String(livePort) : "0",
+        DATABASE_URL: serviceUrl(scratch.url, "tracking_api"),
+      },
     },
   );
   children.push({ name: "api", kill: () => api.kill("SIGTERM"), exited: api.exited });
@@ -201,7 +214,7 @@ try {
   const apiPids = () => childPids(api.pid);
   await Bun.sleep(2_000);
   const apiBaseline = sampleAll(apiPids());
-  log(`API: ${apiPids().length} process(es) on :${port}, ${(apiBaseline.rssBytes / 2 ** 20).toFixed(0)} MB before streams`);
+  log(`API: ${apiPids().length} process(es) on :${port}, streams on :${livePort} (${TRANSPORT}), ${(apiBaseline.rssBytes / 2 ** 20).toFixed(0)} MB before streams`);
 
   // The load generators: each its share of the streams, from source addresses of its own.
   interface ClientLine {
@@ -217,7 +230,7 @@ try {
     const client = Bun.spawn(
       ["bash", "-c", `ulimit -n ${FD_LIMIT} && exec bun bench/fanout/load-client.ts "$@"`, "load-client",
        "--targets", targetsFile, "--from", String(i * perClient), "--to", String(Math.min(STREAMS, (i + 1) * perClient)),
-       "--port", String(port), "--addresses", addresses, "--per-second", args["open-rate"],
+       "--port", String(livePort), "--addresses", addresses, "--per-second", args["open-rate"],
        "--report-ms", String(CLIENT_REPORT_MS), "--starve-after-ms", String(STARVE_AFTER_S * 1000)],
       { cwd: ROOT, stdout: "pipe", stderr: "inherit" },
     );
@@ -319,7 +332,7 @@ try {
     commit: Bun.spawnSync(["git", "rev-parse", "HEAD"], { cwd: ROOT }).stdout.toString().trim(),
     startedAt: startedAt.toISOString(),
     machine: { cpus: navigator.hardwareConcurrency, loadAtStart: rows[0]?.load, bun: Bun.version },
-    params: { streams: STREAMS, orders: ORDERS, source: SOURCE, minutes: MINUTES, apiProcesses: API_PROCESSES, clients: CLIENTS, rate: RATE,
+    params: { streams: STREAMS, orders: ORDERS, source: SOURCE, transport: TRANSPORT, minutes: MINUTES, apiProcesses: API_PROCESSES, clients: CLIENTS, rate: RATE,
       starveAfterS: STARVE_AFTER_S, openRate: Number(args["open-rate"]), workers: Number(args.workers) },
     latencyClock: SOURCE === "pipeline"
       ? "position device time (simulated phone, same machine) -> client receipt; commitP50/P99: the worker's device -> commit over the same minute"

@@ -45,9 +45,14 @@ export function tokenFor(rule: AuthRule, request: { authorization: string | unde
  * The caller behind `token`, if `rule` admits it: 401 UNAUTHENTICATED without a valid token, 403 FORBIDDEN for a role
  * outside the rule. Shared by every route of the app and by the live socket server (api/modules/tracking/live-socket.ts).
  */
-export async function principalFor(tokens: TokenService, rule: AuthRule, token: string | undefined): Promise<Principal> {
+export async function principalFor(
+  tokens: TokenService,
+  rule: AuthRule,
+  token: string | undefined,
+  options: { remember?: boolean } = {},
+): Promise<Principal> {
   if (!token) throw new AppError("UNAUTHENTICATED", "a bearer token is required");
-  const principal = await tokens.verify(token);
+  const principal = await tokens.verify(token, options);
   const roles: readonly Role[] = "roles" in rule ? rule.roles : rule;
   if (!roles.includes(principal.role)) {
     throw new AppError("FORBIDDEN", `the ${principal.role} role may not use this route`);

@@ -88,8 +88,12 @@ export function createTokenService(cfg: AuthConfig, options: { verifiedCacheMax?
       return { token, expiresAt: new Date(decodeJwt(token).exp! * 1000) };
     },
 
-    /** The caller behind a bearer token; UNAUTHENTICATED (401) for anything not signed by us, current and meant for us. */
-    async verify(token: string): Promise<Principal> {
+    /**
+     * The caller behind a bearer token; UNAUTHENTICATED (401) for anything not signed by us, current and meant for us.
+     * `remember: false` leaves a new token out of the cache: a caller that verifies once and holds the result (a live
+     * stream) would only pay its memory.
+     */
+    async verify(token: string, options: { remember?: boolean } = {}): Promise<Principal> {
       const known = verified.get(token);
       if (known) {
         if (Date.now() < known.expiresMs) return known.principal;
@@ -106,6 +110,7 @@ export function createTokenService(cfg: AuthConfig, options: { verifiedCacheMax?
           verifyOptions,
         );
         const principal = principalOf(payload);
+        if (options.remember === false) return principal;
         if (verified.size >= verifiedCacheMax) verified.delete(verified.keys().next().value!); // oldest first
         verified.set(token, { principal, expiresMs: (payload.exp! + cfg.clockToleranceSeconds) * 1000 });
         return principal;

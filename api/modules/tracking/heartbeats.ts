@@ -6,9 +6,16 @@
  * as the streams' openings are, as with a timer each. The timer runs only while some stream is registered, so an
  * idle process (or a test) has none.
  */
+/** What beats: a stream (its own method, so a stream holds no closure for its heartbeat). */
+export interface Beater {
+  beat(): void;
+}
+
 export interface Heartbeats {
-  /** Calls `beat` once per period from now on; returns the function that stops it. */
-  add(beat: () => void): () => void;
+  /** Calls `member.beat()` once per period from now on, until remove(member). */
+  add(member: Beater): void;
+  /** Stops beating `member`; removing one that is not registered does nothing. */
+  remove(member: Beater): void;
   /** Streams registered. */
   readonly size: number;
 }
@@ -19,7 +26,7 @@ export function createHeartbeats(periodMs: number, slots = HEARTBEAT_SLOTS): Hea
   if (!(periodMs > 0) || !Number.isInteger(slots) || slots < 1) {
     throw new RangeError(`heartbeats: period ${periodMs} ms and ${slots} slots must be positive`);
   }
-  const buckets = Array.from({ length: slots }, () => new Set<() => void>());
+  const buckets = Array.from({ length: slots }, () => new Set<Beater>());
   let size = 0;
   let visiting = 0; // the bucket the next tick beats
   let timer: ReturnType<typeof setInterval> | undefined;
@@ -27,9 +34,9 @@ export function createHeartbeats(periodMs: number, slots = HEARTBEAT_SLOTS): Hea
   const tick = () => {
     const bucket = buckets[visiting]!;
     visiting = (visiting + 1) % slots;
-    for (const beat of bucket) {
+    for (const member of bucket) {
       try {
-        beat();
+        member.beat();
       } catch (error) {
         console.error("[api] a live stream's heartbeat failed", error); // one stream's fault stops no other
       }
@@ -37,23 +44,25 @@ export function createHeartbeats(periodMs: number, slots = HEARTBEAT_SLOTS): Hea
   };
 
   return {
-    add(beat) {
+    add(member) {
       // The bucket visited last: the timer comes back to it (slots - 1) ticks from the next one.
       const bucket = buckets[(visiting + slots - 1) % slots]!;
-      bucket.add(beat);
+      if (bucket.has(member)) return;
+      bucket.add(member);
       size += 1;
       timer ??= setInterval(tick, periodMs / slots);
-      let removed = false;
-      return () => {
-        if (removed) return;
-        removed = true;
-        bucket.delete(beat);
+    },
+    remove(member) {
+      // Looked up rather than remembered per member: 16 set lookups once per stream beat a stored handle per stream.
+      for (const bucket of buckets) {
+        if (!bucket.delete(member)) continue;
         size -= 1;
         if (size === 0) {
           clearInterval(timer);
           timer = undefined;
         }
-      };
+        return;
+      }
     },
     get size() {
       return size;

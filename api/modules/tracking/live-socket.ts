@@ -19,11 +19,13 @@ import { logServerError, toAppError } from "../../errors.ts";
 import { TRACKERS } from "./index.ts";
 import { LIVE_HEADERS, type LiveStreamDeps, RETRY_HINT, startLiveStream } from "./live.ts";
 import { headEnd, MAX_HEAD_BYTES, parseRequestHead } from "./request-head.ts";
-import { createSseSinkCore, type DirectController, type SseSinkCore } from "./sse-sink.ts";
+import { createSseSinkCore, type DirectController, type SseSinkCore, type StreamEnd } from "./sse-sink.ts";
 import { LIVE_RETRY_AFTER_SECONDS, type LiveStreamGate } from "./streams.ts";
 
 /** How long a connection may take to send its request head before it is answered 408 and closed. */
 export const HEAD_TIMEOUT_SECONDS = 10;
+/** How long an ended stream's last words may wait for a client that is not reading before the connection is reset. */
+const ENDING_TIMEOUT_SECONDS = 30;
 
 const ROUTE = /^\/track\/([^/]+)\/live$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -58,11 +60,13 @@ const encoder = new TextEncoder();
 /**
  * The stream's writes to its socket, as the sink (sse-sink.ts) drives a direct stream: a write the kernel takes whole
  * answers at once; one it takes in part keeps the rest and answers a promise settled when the socket drains (or
- * closes). The sink never writes again before that promise settles.
+ * closes). The sink never writes again before that promise settles. It also ends the connection when the sink says
+ * the stream is over: closed after the rest is written, or reset at once for a client that was dropped.
  */
-class SocketWriter implements DirectController {
+class SocketWriter implements DirectController, StreamEnd {
   private rest: Uint8Array | undefined;
   private waiting: { resolve: (n: number) => void; reject: (e: Error) => void } | undefined;
+  private endWhenDrained = false;
 
   constructor(private readonly socket: LiveSocket) {}
 
@@ -79,8 +83,15 @@ class SocketWriter implements DirectController {
     return undefined;
   }
 
-  close(): void {
-    this.socket.end();
+  /** The sink's close of a reader's stream: ended() below does it for a socket. */
+  close(): void {}
+
+  ended(reset: boolean): void {
+    if (reset) return this.socket.terminate();
+    if (!this.rest) return void this.socket.end();
+    // The last words are still in hand: close once they are written, or give up on a client that stopped reading.
+    this.endWhenDrained = true;
+    this.socket.timeout(ENDING_TIMEOUT_SECONDS);
   }
 
   /** The socket can take more: write what was left, and answer the sink once all of it is taken. */
@@ -90,6 +101,7 @@ class SocketWriter implements DirectController {
     if (written < 0) return this.closed();
     this.rest = written === this.rest.length ? undefined : this.rest.subarray(written);
     if (this.rest) return;
+    if (this.endWhenDrained) this.socket.end();
     const waiting = this.waiting;
     this.waiting = undefined;
     waiting?.resolve(written);
@@ -144,7 +156,8 @@ export function startLiveSocketServer(deps: LiveSocketDeps, options: LiveSocketO
           "www-authenticate": WWW_AUTHENTICATE,
         });
       }
-      const principal = await principalFor(deps.tokens, TRACKERS, token);
+      // Verified once for the stream's life: not kept in the token cache, where it would cost each stream ~0.5 KB.
+      const principal = await principalFor(deps.tokens, TRACKERS, token, { remember: false });
       if (!UUID.test(orderId)) throw new AppError("INVALID_ID", "params.order_id: not a UUID");
       // Before any database work: at the ceiling a refusal must cost next to nothing.
       release = deps.liveStreams.acquire();
@@ -175,11 +188,8 @@ export function startLiveSocketServer(deps: LiveSocketDeps, options: LiveSocketO
     socket.data.phase = "streaming";
     socket.data.writer = writer;
     socket.data.sink = sink;
-    // The sink ends normally (the order finished, the process drains) or drops a client that stays behind.
-    sink.attach(writer).then(
-      () => socket.end(),
-      () => socket.terminate(),
-    );
+    // The sink ends it normally (the order finished, the process drains) or drops a client that stays behind.
+    sink.run(writer, writer);
   }
 
   const listenOptions: TCPSocketListenOptions<Connection> & { reusePort: boolean } = {
@@ -211,6 +221,7 @@ export function startLiveSocketServer(deps: LiveSocketDeps, options: LiveSocketO
         void serve(socket, head);
       },
       timeout(socket) {
+        if (socket.data.phase === "streaming") return socket.terminate(); // an ended stream's last words not taken
         if (socket.data.phase !== "head") return;
         socket.data.phase = "opening";
         refuse(socket, new AppError("REQUEST_TIMEOUT", `no complete request head within ${HEAD_TIMEOUT_SECONDS} s`));

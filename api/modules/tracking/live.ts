@@ -73,107 +73,141 @@ export async function startLiveStream<S extends LiveSink>(
   createSink: (onClose: (reason: SinkClose) => void) => S,
   options: LiveStreamOptions = {},
 ): Promise<S> {
+  const stream = new LiveStream<S>(orderId, deps, options.onClose);
   // Subscribe before reading the snapshot: whatever commits in between is buffered, not lost.
-  const early: FeedEvent[] = [];
-  let deliver: ((event: FeedEvent) => void) | undefined;
-  const unsubscribe = await deps.feed.subscribe(orderId, (event) => (deliver ? deliver(event) : early.push(event)));
+  stream.unsubscribe = await deps.feed.subscribe(orderId, stream.onEvent);
 
   let snapshot: Track | undefined;
   try {
     snapshot = await deps.tracking.track(orderId);
   } catch (error) {
-    unsubscribe();
+    stream.unsubscribe();
     throw error;
   }
   if (!snapshot) {
-    unsubscribe();
+    stream.unsubscribe();
     throw new AppError("NOT_FOUND", `order ${orderId} does not exist`);
   }
-  const first = snapshot;
+  return stream.start(snapshot, createSink(stream.onSinkClose));
+}
 
-  let finished = false;
-  let stopBeating: (() => void) | undefined;
-  // Positions not newer than the last one sent are stale (buffered before the snapshot, or replays).
-  let lastPositionMs = first.driver?.updated_at ? Date.parse(first.driver.updated_at) : -Infinity;
+/**
+ * One stream's state and rules. A class rather than closures: at 100,000 streams every function and scope a stream
+ * holds costs ~100 bytes times 100,000 (issue #15: 4 KB per stream, all in).
+ */
+class LiveStream<S extends LiveSink> {
+  sink: S | undefined;
+  unsubscribe: () => void = () => undefined;
+  /** Events that arrived before the snapshot was read, handled once it is sent. */
+  private early: FeedEvent[] | undefined = [];
+  private finished = false;
+  private lastStatus = "";
+  /** Positions not newer than the last one sent are stale (buffered before the snapshot, or replays). */
+  private lastPositionMs = -Infinity;
+  /** Status changes are rare, but several may arrive while one re-read runs: re-read once more after it, not N times. */
+  private refreshing = false;
+  private refreshAgain = false;
 
-  function finish(reason: CloseReason) {
-    if (finished) return;
-    finished = true;
-    stopBeating?.();
-    unsubscribe();
-    options.onClose?.(reason);
+  constructor(
+    private readonly orderId: string,
+    private readonly deps: LiveStreamDeps,
+    private readonly onClose: ((reason: CloseReason) => void) | undefined,
+  ) {}
+
+  /** The feed's listener. */
+  readonly onEvent = (event: FeedEvent): void => {
+    if (this.early) this.early.push(event);
+    else this.handle(event);
+  };
+
+  /** The sink's: the client went away or was dropped. */
+  readonly onSinkClose = (reason: CloseReason): void => this.finish(reason);
+
+  start(snapshot: Track, sink: S): S {
+    this.sink = sink;
+    this.lastPositionMs = snapshot.driver?.updated_at ? Date.parse(snapshot.driver.updated_at) : -Infinity;
+    this.sendTrack(snapshot);
+    const early = this.early ?? [];
+    this.early = undefined;
+    for (const event of early) this.handle(event);
+    if (!this.finished) this.deps.heartbeats.add(this);
+    return sink;
   }
-  const sink = createSink(finish);
-  const frame = (event: string, data: unknown, id?: string) =>
-    `${id === undefined ? "" : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
-  const send = (kind: EventKind, data: unknown, id: string) => {
-    if (!finished) sink.send(frame(kind, data, id), kind);
-  };
-  const end = (reason: CloseReason, last?: string) => {
-    finish(reason);
-    sink.end(last);
-  };
 
-  let lastStatus = first.status;
-  const sendTrack = (track: Track) => {
-    lastStatus = track.status;
-    if (track.driver?.updated_at) lastPositionMs = Math.max(lastPositionMs, Date.parse(track.driver.updated_at));
-    const id = eventId(track.status, lastPositionMs);
+  /** The process's heartbeat timer calls this once per period (heartbeats.ts). */
+  beat(): void {
+    this.sink?.beat();
+  }
+
+  private finish(reason: CloseReason): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.deps.heartbeats.remove(this);
+    this.unsubscribe();
+    this.onClose?.(reason);
+  }
+
+  private send(kind: EventKind, data: unknown, id: string): void {
+    if (!this.finished) this.sink!.send(frame(kind, data, id), kind);
+  }
+
+  private end(reason: CloseReason, last?: string): void {
+    this.finish(reason);
+    this.sink!.end(last);
+  }
+
+  private sendTrack(track: Track): void {
+    this.lastStatus = track.status;
+    if (track.driver?.updated_at) this.lastPositionMs = Math.max(this.lastPositionMs, Date.parse(track.driver.updated_at));
+    const id = eventId(track.status, this.lastPositionMs);
     if (TERMINAL.has(track.status)) {
-      end("ended", frame("track", track, id) + frame("end", { order_id: track.order_id, status: track.status }));
+      this.end("ended", frame("track", track, id) + frame("end", { order_id: track.order_id, status: track.status }));
     } else {
-      send("track", track, id);
+      this.send("track", track, id);
     }
-  };
+  }
 
-  // Status changes are rare, but several may arrive while one re-read runs: re-read once more after it, not N times.
-  let refreshing = false;
-  let refreshAgain = false;
-  const refresh = async () => {
-    if (refreshing) {
-      refreshAgain = true;
+  private async refresh(): Promise<void> {
+    if (this.refreshing) {
+      this.refreshAgain = true;
       return;
     }
-    refreshing = true;
+    this.refreshing = true;
     try {
       do {
-        refreshAgain = false;
-        const track = await deps.tracking.track(orderId);
-        if (!finished && track) sendTrack(track);
-      } while (refreshAgain && !finished);
+        this.refreshAgain = false;
+        const track = await this.deps.tracking.track(this.orderId);
+        if (!this.finished && track) this.sendTrack(track);
+      } while (this.refreshAgain && !this.finished);
     } catch (error) {
-      console.error(`[api] live ${orderId}: re-reading the order failed`, error);
+      console.error(`[api] live ${this.orderId}: re-reading the order failed`, error);
     } finally {
-      refreshing = false;
+      this.refreshing = false;
     }
-  };
+  }
 
-  const handle = (event: FeedEvent) => {
-    if (finished) return;
+  private handle(event: FeedEvent): void {
+    if (this.finished) return;
     switch (event.kind) {
       case "position": {
         const at = event.notice.at ? Date.parse(event.notice.at) : Date.now();
-        if (at <= lastPositionMs) return;
-        lastPositionMs = at;
-        send("position", event.notice, eventId(lastStatus, at));
+        if (at <= this.lastPositionMs) return;
+        this.lastPositionMs = at;
+        this.send("position", event.notice, eventId(this.lastStatus, at));
         return;
       }
       case "status":
         // A notice of the status the client already has (committed before the snapshot was read) adds nothing.
-        if (event.notice.status !== lastStatus) void refresh();
+        if (event.notice.status !== this.lastStatus) void this.refresh();
         return;
       case "resync":
-        void refresh();
+        void this.refresh();
         return;
       case "closing":
-        end("shutdown");
+        this.end("shutdown");
     }
-  };
-
-  sendTrack(first);
-  for (const event of early.splice(0)) handle(event);
-  deliver = handle;
-  if (!finished) stopBeating = deps.heartbeats.add(sink.beat);
-
-  return sink;
+  }
 }
+
+const frame = (event: string, data: unknown, id?: string) =>
+  `${id === undefined ? "" : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;

@@ -45,10 +45,20 @@ export interface SseSinkOptions {
 
 const HEARTBEAT = ": heartbeat\n\n";
 
+/** How the transport learns the stream is over: `reset` when the client was dropped (reset the connection). */
+export interface StreamEnd {
+  ended(reset: boolean): void;
+}
+
 /** The sink without its ReadableStream: what pull() and cancel() call, so the rules can be tested with a fake controller. */
 export interface SseSinkCore extends Omit<SseSink, "body"> {
-  /** The server (or a reader) starts taking the stream: open while the promise is pending (see `done`). */
+  /**
+   * The server (or a reader) starts taking the stream: open while the promise is pending, closed when it resolves,
+   * reset when it rejects (what a direct stream's pull() returns).
+   */
   attach(controller: DirectController): Promise<void>;
+  /** The same for a transport that is told directly (the live socket server): no promise per stream. */
+  run(controller: DirectController, end: StreamEnd): void;
   /** The client went away. */
   cancel(): void;
 }
@@ -60,44 +70,108 @@ export function createSseSink(options: SseSinkOptions): SseSink {
     pull: (controller: DirectController) => core.attach(controller),
     cancel: () => core.cancel(),
   } as unknown as ConstructorParameters<typeof ReadableStream<Uint8Array>>[0]);
-  return { body, send: core.send, beat: core.beat, end: core.end };
+  return { body, send: (text, kind) => core.send(text, kind), beat: () => core.beat(), end: (last) => core.end(last) };
 }
 
 export function createSseSinkCore(options: SseSinkOptions): SseSinkCore {
-  const limit = options.heartbeats ?? SLOW_CLIENT_HEARTBEATS;
-  let controller: DirectController | undefined;
+  return new Sink(options);
+}
+
+/**
+ * One class, not a closure per rule: at 100,000 streams each function and scope a stream holds is ~100 bytes times
+ * 100,000 (bench/fanout: issue #15's 4 KB per stream).
+ */
+class Sink implements SseSinkCore {
+  private controller: DirectController | undefined;
+  private ender: StreamEnd | undefined;
+  /** What pull() got, once attach() was called. */
+  private done: Promise<void> | undefined;
+  /** How the stream ended, if it ended before the transport attached. */
+  private outcome: "closed" | "reset" | undefined;
   /** No write is possible: the server has not started taking the stream, or the client has not taken the last write. */
-  let behind = true;
-  let beatsBehind = 0;
-  let heldTrack = "";
-  let heldPosition = "";
-  let over = false;
-  let ending = false;
+  private behind = true;
+  private beatsBehind = 0;
+  private heldTrack = "";
+  private heldPosition = "";
+  private over = false;
+  private ending = false;
 
-  let settle!: { resolve: () => void; reject: (reason?: unknown) => void };
-  // What pull() returns: the stream stays open while it is pending, closes when it resolves, and resets the
-  // connection when it rejects. Rejected with undefined: Bun prints a stream's error object, one log line per client.
-  const done = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
-  done.catch(() => undefined); // a stream dropped before the server pulled it is not an unhandled rejection
+  constructor(private readonly options: SseSinkOptions) {}
 
-  const close = (reason: SinkClose | undefined, drop: boolean) => {
-    if (over) return;
-    over = true;
-    heldTrack = heldPosition = "";
-    if (drop) {
-      settle.reject(undefined);
+  attach(controller: DirectController): Promise<void> {
+    if (this.done) return this.done; // a reader's later read: the stream is already running
+    this.done = new Promise<void>((resolve, reject) => {
+      // Rejected with undefined: Bun prints a stream's error object, one log line per client.
+      this.run(controller, { ended: (reset) => (reset ? reject(undefined) : resolve()) });
+    });
+    this.done.catch(() => undefined); // a stream dropped before the server pulled it is not an unhandled rejection
+    return this.done;
+  }
+
+  run(controller: DirectController, end: StreamEnd): void {
+    if (this.controller) return;
+    this.controller = controller;
+    this.ender = end;
+    if (this.outcome) return end.ended(this.outcome === "reset");
+    this.heldTrack = this.options.preamble + this.heldTrack;
+    this.caughtUp();
+  }
+
+  cancel(): void {
+    this.close("client", false);
+  }
+
+  send(text: string, kind: EventKind): void {
+    if (this.over || this.ending) return;
+    if (!this.behind) return this.write(text);
+    if (kind === "track") {
+      this.heldTrack = text;
+      this.heldPosition = ""; // the track carries the newest position
     } else {
-      settle.resolve(); // ends a response Bun.serve is sending
+      this.heldPosition = text;
+    }
+  }
+
+  beat(): void {
+    if (this.over || this.ending) return;
+    if (!this.behind) {
+      this.beatsBehind = 0;
+      this.write(HEARTBEAT);
+    } else if (++this.beatsBehind >= (this.options.heartbeats ?? SLOW_CLIENT_HEARTBEATS)) {
+      this.close("slow_client", true);
+    }
+  }
+
+  end(last = ""): void {
+    if (this.over || this.ending) return;
+    this.ending = true;
+    this.heldTrack += this.heldPosition + last;
+    this.heldPosition = "";
+    // A client that is behind still gets the last words: one more write, then the stream closes.
+    if (this.controller) this.caughtUp();
+  }
+
+  private close(reason: SinkClose | undefined, drop: boolean): void {
+    if (this.over) return;
+    this.over = true;
+    this.heldTrack = this.heldPosition = "";
+    if (this.ender) {
+      this.ender.ended(drop); // ends (or resets) a response the server is sending
+    } else {
+      this.outcome = drop ? "reset" : "closed";
+    }
+    if (!drop) {
       try {
-        controller?.close(); // ends a stream a reader is reading (app.handle in tests), which pull()'s end does not
+        this.controller?.close(); // ends a stream a reader is reading (app.handle in tests), which pull()'s end does not
       } catch {
         // already closed by the client
       }
     }
-    if (reason) options.onClose(reason);
-  };
+    if (reason) this.options.onClose(reason);
+  }
 
-  const write = (text: string) => {
+  private write(text: string): void {
+    const controller = this.controller;
     if (!controller) return;
     let pending: Promise<number> | undefined;
     try {
@@ -105,65 +179,26 @@ export function createSseSinkCore(options: SseSinkOptions): SseSinkCore {
       const flushed = controller.flush();
       pending = written instanceof Promise ? written : flushed instanceof Promise ? flushed : undefined;
     } catch {
-      close("client", false); // the client went away between two events
+      this.close("client", false); // the client went away between two events
       return;
     }
     if (pending) {
-      behind = true;
-      pending.then(caughtUp, () => close("client", false));
+      this.behind = true;
+      pending.then(
+        () => this.caughtUp(),
+        () => this.close("client", false),
+      );
     }
-  };
-
-  /** The client took the last write: send what waited (the newest state), or finish an ending stream. */
-  function caughtUp() {
-    if (over) return;
-    behind = false;
-    beatsBehind = 0;
-    const waiting = heldTrack + heldPosition;
-    heldTrack = heldPosition = "";
-    if (waiting) write(waiting);
-    if (ending) close(undefined, false);
   }
 
-  return {
-    attach(c) {
-      if (controller) return done; // a reader's later read: the stream is already running
-      controller = c;
-      if (!over) {
-        heldTrack = options.preamble + heldTrack;
-        caughtUp();
-      }
-      return done;
-    },
-    cancel() {
-      close("client", false);
-    },
-    send(text, kind) {
-      if (over || ending) return;
-      if (!behind) return write(text);
-      if (kind === "track") {
-        heldTrack = text;
-        heldPosition = ""; // the track carries the newest position
-      } else {
-        heldPosition = text;
-      }
-    },
-    beat() {
-      if (over || ending) return;
-      if (!behind) {
-        beatsBehind = 0;
-        write(HEARTBEAT);
-      } else if (++beatsBehind >= limit) {
-        close("slow_client", true);
-      }
-    },
-    end(last = "") {
-      if (over || ending) return;
-      ending = true;
-      heldTrack += heldPosition + last;
-      heldPosition = "";
-      // A client that is behind still gets the last words: one more write, then the stream closes.
-      if (controller) caughtUp();
-    },
-  };
+  /** The client took the last write: send what waited (the newest state), or finish an ending stream. */
+  private caughtUp(): void {
+    if (this.over) return;
+    this.behind = false;
+    this.beatsBehind = 0;
+    const waiting = this.heldTrack + this.heldPosition;
+    this.heldTrack = this.heldPosition = "";
+    if (waiting) this.write(waiting);
+    if (this.ending) this.close(undefined, false);
+  }
 }

@@ -1,13 +1,20 @@
 /** The process's one heartbeat timer for its live streams, with real timers and short periods. */
 import { describe, expect, test } from "bun:test";
-import { createHeartbeats } from "../../../../api/modules/tracking/heartbeats.ts";
+import { createHeartbeats, type Heartbeats } from "../../../../api/modules/tracking/heartbeats.ts";
 import { waitFor } from "../../support/wait.ts";
+
+/** Registers `beat` as a stream of its own; returns what stops it. */
+function join(heartbeats: Heartbeats, beat: () => void): () => void {
+  const member = { beat };
+  heartbeats.add(member);
+  return () => heartbeats.remove(member);
+}
 
 describe("heartbeats", () => {
   test("every stream beats once per period: counts never differ by more than one", async () => {
     const heartbeats = createHeartbeats(80, 4);
     const counts = Array.from({ length: 10 }, () => 0);
-    const stops = counts.map((_, i) => heartbeats.add(() => void (counts[i]! += 1)));
+    const stops = counts.map((_, i) => join(heartbeats, () => void (counts[i]! += 1)));
     expect(heartbeats.size).toBe(10);
     const spreads: number[] = [];
     await waitFor("every stream to beat three times", () => {
@@ -22,7 +29,7 @@ describe("heartbeats", () => {
   test("a stream that stopped is not beaten again; stopping twice counts once", async () => {
     const heartbeats = createHeartbeats(40, 4);
     const counts = Array.from({ length: 8 }, () => 0);
-    const stops = counts.map((_, i) => heartbeats.add(() => void (counts[i]! += 1)));
+    const stops = counts.map((_, i) => join(heartbeats, () => void (counts[i]! += 1)));
     await waitFor("a first beat for every stream", () => Math.min(...counts) >= 1);
     stops[0]!();
     stops[0]!();
@@ -39,10 +46,10 @@ describe("heartbeats", () => {
   test("a beat that throws stops no other stream's", async () => {
     const heartbeats = createHeartbeats(40, 2);
     let healthy = 0;
-    const a = heartbeats.add(() => {
+    const a = join(heartbeats, () => {
       throw new Error("broken stream");
     });
-    const b = heartbeats.add(() => void (healthy += 1));
+    const b = join(heartbeats, () => void (healthy += 1));
     await waitFor("the healthy stream to keep beating", () => healthy >= 3);
     a();
     b();
@@ -50,14 +57,14 @@ describe("heartbeats", () => {
 
   test("a stream's first beat comes no sooner than (slots - 1) / slots of a period after it joins", async () => {
     const heartbeats = createHeartbeats(160, 4);
-    const keep = heartbeats.add(() => undefined); // the timer is already running when the streams below join
+    const keep = join(heartbeats, () => undefined); // the timer is already running when the streams below join
     const firstAfter: number[] = [];
     const stops: (() => void)[] = [];
     for (let i = 0; i < 6; i++) {
       const joined = performance.now();
       let beaten = false;
       stops.push(
-        heartbeats.add(() => {
+        join(heartbeats, () => {
           if (!beaten) firstAfter.push(performance.now() - joined);
           beaten = true;
         }),
