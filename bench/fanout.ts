@@ -20,6 +20,7 @@ import { generateData, readDrivers } from "../db/generate.ts";
 import { config } from "../lib/config.ts";
 import { connectDatabase } from "../lib/db.ts";
 import { startFleet } from "../sim/fleet.ts";
+import { parsePayloadForm } from "../sim/payload.ts";
 import { startNodeWorker, type WorkerProcess } from "../tools/node-workers.ts";
 import { benchPipeline } from "../tools/pipeline.ts";
 import { createScratchDatabase } from "../tools/scratch-database.ts";
@@ -48,10 +49,14 @@ const { values: args } = parseArgs({
     /** After the measured minutes: restart the API processes and time until every client is back. */
     "restart-api": { type: "boolean", default: false },
     workers: { type: "string", default: "1" },
+    /** Pipeline source: fixes per MQTT message (phones that batch, as bench:e2e --batch) and the payload's form. */
+    batch: { type: "string", default: "1" },
+    form: { type: "string", default: "json" },
     /**
      * pipeline: the simulated fleet through MQTT, bridge, Kafka and the position worker (the real path);
      * notify: the bench sends the apply procedure's notices itself (notify_order_tracking, each stamped with its
-     * send time), to measure the API's fan-out alone, commit -> client, when ingest cannot keep up on a busy box.
+     * send time), to measure the API's fan-out alone, commit -> client, when ingest cannot keep up on a busy box;
+     * idle: nothing moves, the streams carry heartbeats only (starvation is not judged).
      */
     source: { type: "string", default: "pipeline" },
     /**
@@ -69,13 +74,17 @@ const API_PROCESSES = Number(args["api-processes"]);
 const STREAMS_PER_CLIENT = 15_000;
 const CLIENTS = Number(args.clients ?? Math.max(1, Math.ceil(STREAMS / STREAMS_PER_CLIENT)));
 const RATE = Number(args.rate ?? Math.max(50, Math.round(ORDERS / 4)));
-const STARVE_AFTER_S = Number(args["starve-after"]);
+// Idle streams get no events by design: never judged starved.
+const STARVE_AFTER_S = args.source === "idle" ? 1e9 : Number(args["starve-after"]);
 const REPORT_MS = 5_000;
 /** The load generators report every second (their lines are deltas), so a restart is timed to about a second. */
 const CLIENT_REPORT_MS = 1_000;
 const FD_LIMIT = 20_000; // the hard limit on this box; each API and client process raises its soft limit to it
 const SOURCE = args.source;
-if (SOURCE !== "pipeline" && SOURCE !== "notify") throw new Error("--source must be pipeline or notify");
+if (SOURCE !== "pipeline" && SOURCE !== "notify" && SOURCE !== "idle") throw new Error("--source must be pipeline, notify or idle");
+const BATCH = Number(args.batch);
+if (!Number.isInteger(BATCH) || BATCH < 1) throw new Error("--batch must be a positive integer");
+const FORM = parsePayloadForm(args.form);
 const TRANSPORT = args.transport;
 if (TRANSPORT !== "http" && TRANSPORT !== "socket") throw new Error("--transport must be http or socket");
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -133,7 +142,8 @@ try {
   };
   const metricsPort = (w: WorkerProcess) => Number(/"metricsPort":(\d+)/.exec(w.output())![1]);
   if (SOURCE === "pipeline") await startPipeline();
-  else startNotices();
+  else if (SOURCE === "notify") startNotices();
+  // idle: no positions at all, the streams carry heartbeats only (what an idle stream costs, issue #15's 4 KB).
 
   // The ingest pipeline, as bench:e2e runs it: its own topics and MQTT root, narrow identities.
   async function startPipeline() {
@@ -153,7 +163,7 @@ try {
     log(`fleet: ${drivers.length} drivers offering ${RATE} positions/s`);
     const fleet = await startFleet({
       drivers, rateHz: RATE / drivers.length, mqttUrl: process.env.MQTT_LOADGEN_URL ?? config().mqttUrl, city: "nyc",
-      topicPrefix: PREFIX, driversPerConnection: 2_000,
+      topicPrefix: PREFIX, driversPerConnection: 2_000, batch: BATCH, form: FORM,
     });
     children.push({ name: "fleet", kill: () => void fleet.stop(), exited: Promise.resolve() });
     // Warm-up: every driver's first position resumes its order's leg (a state change each); measure after that.
@@ -333,7 +343,7 @@ try {
     startedAt: startedAt.toISOString(),
     machine: { cpus: navigator.hardwareConcurrency, loadAtStart: rows[0]?.load, bun: Bun.version },
     params: { streams: STREAMS, orders: ORDERS, source: SOURCE, transport: TRANSPORT, minutes: MINUTES, apiProcesses: API_PROCESSES, clients: CLIENTS, rate: RATE,
-      starveAfterS: STARVE_AFTER_S, openRate: Number(args["open-rate"]), workers: Number(args.workers) },
+      starveAfterS: STARVE_AFTER_S, openRate: Number(args["open-rate"]), workers: Number(args.workers), batch: BATCH, form: FORM },
     latencyClock: SOURCE === "pipeline"
       ? "position device time (simulated phone, same machine) -> client receipt; commitP50/P99: the worker's device -> commit over the same minute"
       : "the notice's send time (the bench's clock, just before its commit) -> client receipt",

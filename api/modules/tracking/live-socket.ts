@@ -44,26 +44,22 @@ export interface LiveSocketOptions {
   tls?: { cert: ReturnType<typeof Bun.file>; key: ReturnType<typeof Bun.file> };
 }
 
-/** What one connection holds: the head while it arrives, then its stream's writer. */
-interface Connection {
-  head: string;
-  /** "head": reading it; "opening": checks and snapshot under way; "streaming"; "closed": the peer is gone. */
-  phase: "head" | "opening" | "streaming" | "closed";
-  writer?: SocketWriter;
-  sink?: SseSinkCore;
-}
-
 type LiveSocket = Socket<Connection>;
 
 const encoder = new TextEncoder();
 
 /**
- * The stream's writes to its socket, as the sink (sse-sink.ts) drives a direct stream: a write the kernel takes whole
- * answers at once; one it takes in part keeps the rest and answers a promise settled when the socket drains (or
- * closes). The sink never writes again before that promise settles. It also ends the connection when the sink says
- * the stream is over: closed after the rest is written, or reset at once for a client that was dropped.
+ * One connection: its request head while it arrives, then its stream's writes to the socket, as the sink
+ * (sse-sink.ts) drives a direct stream. A write the kernel takes whole answers at once; one it takes in part keeps
+ * the rest and answers a promise settled when the socket drains (or closes); the sink never writes again before that
+ * promise settles. It also ends the connection when the sink says the stream is over: closed after the rest is
+ * written, or reset at once for a client that was dropped. One object per connection (the socket's data).
  */
-class SocketWriter implements DirectController, StreamEnd {
+class Connection implements DirectController, StreamEnd {
+  head = "";
+  /** "head": reading it; "opening": checks and snapshot under way; "streaming"; "closed": the peer is gone. */
+  phase: "head" | "opening" | "streaming" | "closed" = "head";
+  sink: SseSinkCore | undefined;
   private rest: Uint8Array | undefined;
   private waiting: { resolve: (n: number) => void; reject: (e: Error) => void } | undefined;
   private endWhenDrained = false;
@@ -107,11 +103,14 @@ class SocketWriter implements DirectController, StreamEnd {
     waiting?.resolve(written);
   }
 
+  /** The peer is gone: a pending write fails, and the sink learns the client left. */
   closed(): void {
+    this.phase = "closed";
     this.rest = undefined;
     const waiting = this.waiting;
     this.waiting = undefined;
     waiting?.reject(new Error("the socket is closed"));
+    this.sink?.cancel();
   }
 }
 
@@ -140,7 +139,7 @@ const STREAM_HEAD = `${statusLine(200)}${headerLines({ ...LIVE_HEADERS, connecti
 export function startLiveSocketServer(deps: LiveSocketDeps, options: LiveSocketOptions): TCPSocketListener<Connection> {
   /** Checks the request, then opens its stream; every refusal is an answer on the socket, never a throw. */
   async function serve(socket: LiveSocket, head: string): Promise<void> {
-    let release: ReturnType<LiveStreamGate["acquire"]>;
+    let holdsSlot = false;
     try {
       const request = parseRequestHead(head);
       const orderId = ROUTE.exec(request.path)?.[1];
@@ -160,8 +159,7 @@ export function startLiveSocketServer(deps: LiveSocketDeps, options: LiveSocketO
       const principal = await principalFor(deps.tokens, TRACKERS, token, { remember: false });
       if (!UUID.test(orderId)) throw new AppError("INVALID_ID", "params.order_id: not a UUID");
       // Before any database work: at the ceiling a refusal must cost next to nothing.
-      release = deps.liveStreams.acquire();
-      if (!release) {
+      if (!(holdsSlot = deps.liveStreams.take())) {
         return refuse(
           socket,
           new AppError("TOO_MANY_STREAMS", `this server holds its most live streams (${deps.liveStreams.max})`),
@@ -169,27 +167,27 @@ export function startLiveSocketServer(deps: LiveSocketDeps, options: LiveSocketO
         );
       }
       await deps.access.check(principal, orderId);
+      // The stream frees its slot once, when it closes (live.ts finish()): the gate's own function, no closure each.
       const sink = await startLiveStream(
         orderId,
         deps.live,
         (onClose) => createSseSinkCore({ preamble: STREAM_HEAD, onClose }),
-        { onClose: release },
+        { onClose: deps.liveStreams.free },
       );
-      attach(socket, sink);
+      holdsSlot = false;
+      attach(socket.data, sink);
     } catch (error) {
-      release?.();
+      if (holdsSlot) deps.liveStreams.free();
       if (socket.data.phase !== "closed") refuse(socket, toAppError(error));
     }
   }
 
-  function attach(socket: LiveSocket, sink: SseSinkCore): void {
-    if (socket.data.phase === "closed") return sink.cancel(); // the client left while the snapshot was read
-    const writer = new SocketWriter(socket);
-    socket.data.phase = "streaming";
-    socket.data.writer = writer;
-    socket.data.sink = sink;
+  function attach(connection: Connection, sink: SseSinkCore): void {
+    if (connection.phase === "closed") return sink.cancel(); // the client left while the snapshot was read
+    connection.phase = "streaming";
+    connection.sink = sink;
     // The sink ends it normally (the order finished, the process drains) or drops a client that stays behind.
-    sink.run(writer, writer);
+    sink.run(connection, connection);
   }
 
   const listenOptions: TCPSocketListenOptions<Connection> & { reusePort: boolean } = {
@@ -201,7 +199,7 @@ export function startLiveSocketServer(deps: LiveSocketDeps, options: LiveSocketO
     ...(options.tls ? { tls: options.tls } : {}),
     socket: {
       open(socket) {
-        socket.data = { head: "", phase: "head" };
+        socket.data = new Connection(socket);
         socket.timeout(HEAD_TIMEOUT_SECONDS);
       },
       data(socket, chunk) {
@@ -227,12 +225,10 @@ export function startLiveSocketServer(deps: LiveSocketDeps, options: LiveSocketO
         refuse(socket, new AppError("REQUEST_TIMEOUT", `no complete request head within ${HEAD_TIMEOUT_SECONDS} s`));
       },
       drain(socket) {
-        socket.data.writer?.drained();
+        socket.data.drained();
       },
       close(socket) {
-        socket.data.phase = "closed";
-        socket.data.writer?.closed();
-        socket.data.sink?.cancel();
+        socket.data.closed();
       },
       error(socket, error) {
         console.error(`[api] live socket: ${error.message}`);

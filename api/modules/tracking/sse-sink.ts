@@ -96,7 +96,16 @@ class Sink implements SseSinkCore {
   private over = false;
   private ending = false;
 
-  constructor(private readonly options: SseSinkOptions) {}
+  // The options' fields, not the options object: one object fewer per stream.
+  private readonly preamble: string;
+  private readonly heartbeatsBehindLimit: number;
+  private readonly onClose: (reason: SinkClose) => void;
+
+  constructor(options: SseSinkOptions) {
+    this.preamble = options.preamble;
+    this.heartbeatsBehindLimit = options.heartbeats ?? SLOW_CLIENT_HEARTBEATS;
+    this.onClose = options.onClose;
+  }
 
   attach(controller: DirectController): Promise<void> {
     if (this.done) return this.done; // a reader's later read: the stream is already running
@@ -113,7 +122,7 @@ class Sink implements SseSinkCore {
     this.controller = controller;
     this.ender = end;
     if (this.outcome) return end.ended(this.outcome === "reset");
-    this.heldTrack = this.options.preamble + this.heldTrack;
+    this.heldTrack = this.preamble + this.heldTrack;
     this.caughtUp();
   }
 
@@ -137,7 +146,7 @@ class Sink implements SseSinkCore {
     if (!this.behind) {
       this.beatsBehind = 0;
       this.write(HEARTBEAT);
-    } else if (++this.beatsBehind >= (this.options.heartbeats ?? SLOW_CLIENT_HEARTBEATS)) {
+    } else if (++this.beatsBehind >= this.heartbeatsBehindLimit) {
       this.close("slow_client", true);
     }
   }
@@ -167,7 +176,7 @@ class Sink implements SseSinkCore {
         // already closed by the client
       }
     }
-    if (reason) this.options.onClose(reason);
+    if (reason) this.onClose(reason);
   }
 
   private write(text: string): void {

@@ -69,12 +69,28 @@ export interface LiveStreamGate {
    * closed, or with none when it never opened (the order was not found, the database failed).
    */
   acquire(): ((reason?: CloseReason) => void) | undefined;
+  /** acquire() without the closure, for a caller that frees its slot exactly once itself: false at the ceiling. */
+  take(): boolean;
+  /** Frees a slot that take() gave (bound: it may be passed around as it is). */
+  readonly free: (reason?: CloseReason) => void;
 }
 
 export function createLiveStreamGate(max: number): LiveStreamGate {
   let open = 0;
   let refused = 0;
   const closed = Object.fromEntries(CLOSE_REASONS.map((r) => [r, 0])) as Record<CloseReason, number>;
+  const take = () => {
+    if (open >= max) {
+      refused += 1;
+      return false;
+    }
+    open += 1;
+    return true;
+  };
+  const free = (reason?: CloseReason) => {
+    open -= 1;
+    if (reason) closed[reason] += 1;
+  };
   return {
     max,
     get open() {
@@ -84,18 +100,15 @@ export function createLiveStreamGate(max: number): LiveStreamGate {
       return refused;
     },
     closed,
+    take,
+    free,
     acquire() {
-      if (open >= max) {
-        refused += 1;
-        return undefined;
-      }
-      open += 1;
+      if (!take()) return undefined;
       let freed = false;
       return (reason) => {
         if (freed) return;
         freed = true;
-        open -= 1;
-        if (reason) closed[reason] += 1;
+        free(reason);
       };
     },
   };

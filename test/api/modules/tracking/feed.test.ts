@@ -73,6 +73,33 @@ describe("order feed", () => {
     feed.close();
   });
 
+  test("an order's watchers come and go in any order: one alone, then several, then one again, then none", async () => {
+    const feed = createOrderFeed(db.sql);
+    const got = [[], [], []] as FeedEvent[][];
+    const [off0, off1, off2] = [
+      await feed.subscribe(A, (e) => got[0]!.push(e)),
+      await feed.subscribe(A, (e) => got[1]!.push(e)),
+      await feed.subscribe(A, (e) => got[2]!.push(e)),
+    ];
+    off0();
+    await notify({ order_id: A, status: "confirmed" });
+    await waitFor("the two left", () => got[1]!.length === 1 && got[2]!.length === 1);
+    off2();
+    off2();
+    expect(feed.subscribers).toBe(1);
+    await notify({ order_id: A, status: "assigned" });
+    await waitFor("the last one", () => got[1]!.length === 2);
+    off1();
+    expect(feed.subscribers).toBe(0);
+    // A new watcher of the same order after all left: alone again, and the others hear nothing more.
+    const again: FeedEvent[] = [];
+    await feed.subscribe(A, (e) => again.push(e));
+    await notify({ order_id: A, status: "picked_up" });
+    await waitFor("the new watcher", () => again.length === 1);
+    expect(got.map((events) => events.length)).toEqual([0, 2, 1]);
+    feed.close();
+  });
+
   test("a feed whose database is unreachable refuses subscribers, and tries again for the next one", async () => {
     const down = connectDatabase("postgresql://postgres:postgres@127.0.0.1:1/none", { max: 1 });
     const feed = createOrderFeed(down);

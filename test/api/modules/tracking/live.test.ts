@@ -295,15 +295,12 @@ describe.each(SERVERS)("over real sockets (%s, a fake feed pushing 32 KB events)
     }
     const tokens = createTokenService(testAuthConfig());
     const gate = createLiveStreamGate(Number.POSITIVE_INFINITY);
-    // The gate's release is the stream's onClose: count the reasons through it.
+    // The gate's free is the stream's onClose: count the reasons through it.
     const counted: LiveStreamGate = {
       ...gate,
-      acquire: () => {
-        const release = gate.acquire()!;
-        return (reason) => {
-          if (reason) closed.push(reason);
-          release(reason);
-        };
+      free: (reason) => {
+        if (reason) closed.push(reason);
+        gate.free(reason);
       },
     };
     const access = { check: async () => undefined } as unknown as OrderAccess;

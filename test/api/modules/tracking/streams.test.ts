@@ -76,4 +76,21 @@ describe("the gate", () => {
     expect(gate.refused).toBe(3);
     expect(gate.closed).toEqual({ ended: 1, client: 0, slow_client: 1, shutdown: 0 });
   });
+
+  test("take and free (the live socket server's, no closure per slot) share the same count and max", () => {
+    const gate = createLiveStreamGate(2);
+    const release = gate.acquire()!;
+    expect(gate.take()).toBe(true);
+    expect(gate.take()).toBe(false);
+    expect(gate.acquire()).toBeUndefined();
+    expect([gate.open, gate.refused]).toEqual([2, 2]);
+    const { free } = gate; // passed around on its own, as live-socket.ts does
+    free("client");
+    release("ended");
+    expect(gate.open).toBe(0);
+    expect(gate.take()).toBe(true);
+    free(); // a slot that never became a stream: freed, not counted as closed
+    expect(gate.open).toBe(0);
+    expect(gate.closed).toEqual({ ended: 1, client: 1, slow_client: 0, shutdown: 0 });
+  });
 });
