@@ -88,6 +88,12 @@ const FORM = parsePayloadForm(args.form);
 const TRANSPORT = args.transport;
 if (TRANSPORT !== "http" && TRANSPORT !== "socket") throw new Error("--transport must be http or socket");
 const ROOT = new URL("../", import.meta.url).pathname;
+function freePort(): number {
+  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const free = probe.port;
+  probe.stop(true);
+  return free;
+}
 const command = `bun run bench:fanout -- ${process.argv.slice(2).join(" ")}`.trim();
 const run = `${Date.now() % 1e8}`;
 const PREFIX = `bench/${run}/`;
@@ -203,7 +209,8 @@ try {
 
   // The API, with its own port and the highest open-file limit this box allows.
   const port = 20_000 + (Number(run) % 20_000);
-  const livePort = TRANSPORT === "socket" ? port + 1 : port;
+  // A port the kernel says is free (port + 1 was taken once: the API then could not listen).
+  const livePort = TRANSPORT === "socket" ? freePort() : port;
   const api = Bun.spawn(
     ["bash", "-c", `ulimit -n ${FD_LIMIT} && exec bun api/index.ts --processes ${API_PROCESSES}`],
     {
