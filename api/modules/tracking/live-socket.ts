@@ -12,6 +12,7 @@
 import type { Socket, TCPSocketListener, TCPSocketListenOptions } from "bun";
 import { STATUS_CODES } from "node:http";
 import { AppError } from "../../../lib/errors.ts";
+import { isUuid } from "../../../lib/position.ts";
 import type { OrderAccess } from "../../auth/order-access.ts";
 import { principalFor, tokenFor, WWW_AUTHENTICATE } from "../../auth/plugin.ts";
 import type { TokenService } from "../../auth/tokens.ts";
@@ -28,7 +29,6 @@ export const HEAD_TIMEOUT_SECONDS = 10;
 const ENDING_TIMEOUT_SECONDS = 30;
 
 const ROUTE = /^\/track\/([^/]+)\/live$/;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export interface LiveSocketDeps {
   live: LiveStreamDeps;
@@ -67,11 +67,11 @@ class Connection implements DirectController, StreamEnd {
   constructor(private readonly socket: LiveSocket) {}
 
   write(text: string): number | Promise<number> {
-    const bytes = encoder.encode(text);
-    const written = this.socket.write(bytes);
+    // The text as it is (Bun encodes it); bytes are made only for the rest of a write the kernel took in part.
+    const written = this.socket.write(text);
     if (written < 0) throw new Error("the socket is closed");
-    if (written === bytes.length) return written;
-    this.rest = bytes.subarray(written);
+    if (written === Buffer.byteLength(text)) return written;
+    this.rest = encoder.encode(text).subarray(written);
     return new Promise((resolve, reject) => (this.waiting = { resolve, reject }));
   }
 
@@ -157,7 +157,7 @@ export function startLiveSocketServer(deps: LiveSocketDeps, options: LiveSocketO
       }
       // Verified once for the stream's life: not kept in the token cache, where it would cost each stream ~0.5 KB.
       const principal = await principalFor(deps.tokens, TRACKERS, token, { remember: false });
-      if (!UUID.test(orderId)) throw new AppError("INVALID_ID", "params.order_id: not a UUID");
+      if (!isUuid(orderId)) throw new AppError("INVALID_ID", "params.order_id: not a UUID");
       // Before any database work: at the ceiling a refusal must cost next to nothing.
       if (!(holdsSlot = deps.liveStreams.take())) {
         return refuse(
