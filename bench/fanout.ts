@@ -7,9 +7,10 @@
  * processes (bench/fanout/load-client.ts) hold one stream per order with the order's tracking-link token.
  *
  * Per minute it reports streams held, API CPU and RSS (and RSS per stream over the API's RSS before any stream),
- * events/s received, latency from the position's device time (the simulated phone's clock: the same machine) to the
- * client's receipt p50/p99, with the worker's own device->commit p50/p99 over the same minute beside it (so the API's
- * share is the difference), and starved streams (open, and no event for --starve-after seconds while every driver
+ * events/s received, push latency p50/p99 from each position's published_at (the database's clock as it sends the
+ * batch's notices, just before the commit: migration 0021) to the client's receipt, latency from the position's device
+ * time (the simulated phone's clock: the same machine) to the client's receipt, with the worker's own send->commit
+ * p50/p99 over the same minute beside it, and starved streams (open, and no event for --starve-after seconds while every driver
  * reports every streams/rate seconds). Uses its own database, topics and MQTT root; JSON, a table and an SVG plot
  * under bench/results/fanout-<time>.*. Not a test.
  */
@@ -236,10 +237,10 @@ try {
   // The load generators: each its share of the streams, from source addresses of its own.
   interface ClientLine {
     open: number; positions: number; tracks: number; refused: number; reconnects: number; starved: number;
-    neverEvent: number; latency: Buckets; rssBytes: number;
+    neverEvent: number; latency: Buckets; push: Buckets; rssBytes: number;
   }
   const latest: (ClientLine | undefined)[] = Array(CLIENTS).fill(undefined);
-  let window = { positions: 0, tracks: 0, latency: {} as Buckets, starvedMax: 0 };
+  let window = { positions: 0, tracks: 0, latency: {} as Buckets, push: {} as Buckets, starvedMax: 0 };
   const clientPids: number[] = [];
   const perClient = Math.ceil(STREAMS / CLIENTS);
   for (let i = 0; i < CLIENTS; i++) {
@@ -264,11 +265,12 @@ try {
           window.positions += line.positions;
           window.tracks += line.tracks;
           mergeBuckets(window.latency, line.latency);
+          mergeBuckets(window.push, line.push ?? {});
         }
       }
     })();
   }
-  const total = (k: keyof Omit<ClientLine, "latency">) => latest.reduce((a, l) => a + (l?.[k] ?? 0), 0);
+  const total = (k: keyof Omit<ClientLine, "latency" | "push">) => latest.reduce((a, l) => a + (l?.[k] ?? 0), 0);
 
   log(`opening ${STREAMS} streams from ${CLIENTS} client process(es)…`);
   const rampStarted = Date.now();
@@ -286,7 +288,7 @@ try {
     const apiBefore = sampleAll(apiPids());
     const clientsBefore = sampleAll(clientPids.flatMap((p) => [p, ...childPids(p)]));
     const workerBefore = await scrapeWorkers();
-    window = { positions: 0, tracks: 0, latency: {}, starvedMax: 0 };
+    window = { positions: 0, tracks: 0, latency: {}, push: {}, starvedMax: 0 };
     const started = Date.now();
     while (Date.now() - started < 60_000) {
       await Bun.sleep(REPORT_MS);
@@ -312,6 +314,11 @@ try {
       latencyP50Ms: Math.round(quantileMs(window.latency, 0.5)),
       latencyP99Ms: Math.round(quantileMs(window.latency, 0.99)),
       latencySamples: bucketCount(window.latency),
+      pushP50Ms: Math.round(quantileMs(window.push, 0.5)),
+      pushP99Ms: Math.round(quantileMs(window.push, 0.99)),
+      pushSamples: bucketCount(window.push),
+      sendCommitP50Ms: Math.round(histogramQuantile(workerBefore, workerAfter, "position_freshness_from_send_seconds", 0.5) * 1000),
+      sendCommitP99Ms: Math.round(histogramQuantile(workerBefore, workerAfter, "position_freshness_from_send_seconds", 0.99) * 1000),
       commitP50Ms: Math.round(histogramQuantile(workerBefore, workerAfter, "position_freshness_from_device_seconds", 0.5) * 1000),
       commitP99Ms: Math.round(histogramQuantile(workerBefore, workerAfter, "position_freshness_from_device_seconds", 0.99) * 1000),
       appliedPerSecond: Math.round(((workerAfter.get("positions_applied_total") ?? 0) - (workerBefore.get("positions_applied_total") ?? 0)) / seconds),
@@ -352,8 +359,8 @@ try {
     params: { streams: STREAMS, orders: ORDERS, source: SOURCE, transport: TRANSPORT, minutes: MINUTES, apiProcesses: API_PROCESSES, clients: CLIENTS, rate: RATE,
       starveAfterS: STARVE_AFTER_S, openRate: Number(args["open-rate"]), workers: Number(args.workers), batch: BATCH, form: FORM },
     latencyClock: SOURCE === "pipeline"
-      ? "position device time (simulated phone, same machine) -> client receipt; commitP50/P99: the worker's device -> commit over the same minute"
-      : "the notice's send time (the bench's clock, just before its commit) -> client receipt",
+      ? "push: published_at (the database's clock as it sends the notices, just before the commit) -> client receipt; latency: position device time (simulated phone, same machine) -> client receipt; sendCommit: the worker's newest fix of a message -> commit over the same minute (commit: every fix -> commit)"
+      : "latency: the notice's send time (the bench's clock, just before its commit) -> client receipt; push: its published_at -> client receipt",
     apiBaselineRssMb: +(apiBaseline.rssBytes / 2 ** 20).toFixed(1),
     rampSeconds,
     minutes: rows,

@@ -1,7 +1,7 @@
 /**
  * One load-generator process of bench:fanout: holds its share of the live streams (bench/fanout/sse-client.ts) and
  * prints one JSON line per report interval on stdout: streams open, events and their latency buckets since the last
- * line, reconnects, refusals, and streams starved (open, but no event for longer than --starve-after-ms).
+ * line (from the position's time, and from its published_at: the API's part), reconnects, refusals, and streams starved (open, but no event for longer than --starve-after-ms).
  *
  *   bun bench/fanout/load-client.ts --targets FILE --from 0 --to 15000 --port 8000 [--addresses 127.0.0.2,127.0.0.3]
  *                                   [--per-second 2000] [--report-ms 5000] [--starve-after-ms 30000]
@@ -31,6 +31,8 @@ const targets = all.slice(Number(args.from), args.to === undefined ? undefined :
 const starveAfterMs = Number(args["starve-after-ms"]);
 
 const latency = createHistogram();
+/** published_at → receipt: the API's part (the database's notice, the process's fan-out, the socket), commit to client. */
+const push = createHistogram();
 let positions = 0;
 let tracks = 0;
 let refused = 0;
@@ -43,6 +45,7 @@ const client = createSseClient({
     if (event.event === "position") {
       positions += 1;
       if (event.atMs !== undefined && Number.isFinite(event.atMs)) latency.add(receivedMs - event.atMs);
+      if (event.publishedAtMs !== undefined && Number.isFinite(event.publishedAtMs)) push.add(receivedMs - event.publishedAtMs);
     } else if (event.event === "track") tracks += 1;
   },
   onRefused: (_stream, status) => {
@@ -74,6 +77,7 @@ const report = () => {
     starved,
     neverEvent,
     latency: latency.take(),
+    push: push.take(),
     rssBytes: process.memoryUsage.rss(),
   };
   positions = 0;

@@ -16,6 +16,8 @@ export interface SseEvent {
   event: string;
   /** For `position` events: the position's device time (ms), read from the data without parsing all of it. */
   atMs?: number;
+  /** A position's published_at (migration 0021): when the database sent its notice, just before the commit. */
+  publishedAtMs?: number;
   data: string;
 }
 
@@ -53,6 +55,13 @@ export interface SseClientOptions {
 }
 
 const AT = '"at":"';
+const PUBLISHED_AT = '"published_at":"';
+
+/** The ISO time of a `"name":"…"` field of an event's data, without parsing the whole JSON (the client is the load). */
+function timeField(data: string, field: string): number | undefined {
+  const start = data.indexOf(field);
+  return start >= 0 ? Date.parse(data.slice(start + field.length, data.indexOf('"', start + field.length))) : undefined;
+}
 
 /**
  * Decodes a chunked body incrementally: `decode` returns the payload of the chunks in hand as text; `ended` turns
@@ -106,12 +115,8 @@ function parseBlock(block: string): SseEvent | undefined {
     else if (line.startsWith("data: ")) data = line.slice(6);
   }
   if (event === undefined) return undefined; // heartbeats and the retry hint
-  let atMs: number | undefined;
-  if (event === "position") {
-    const start = data.indexOf(AT);
-    if (start >= 0) atMs = Date.parse(data.slice(start + AT.length, data.indexOf('"', start + AT.length)));
-  }
-  return { id, event, atMs, data };
+  if (event !== "position") return { id, event, data };
+  return { id, event, atMs: timeField(data, AT), publishedAtMs: timeField(data, PUBLISHED_AT), data };
 }
 
 export interface SseClient {

@@ -25,7 +25,7 @@ const server = Bun.serve({
         if (!first) return; // the second connection stays open
         c.enqueue(encoder.encode(': heartbeat\n\nid: assigned.2\nevent: posi'));
         await Bun.sleep(20);
-        c.enqueue(encoder.encode('tion\ndata: {"order_id":"o","at":"2026-01-01T00:00:00.000Z","lat":1}\n\n'));
+        c.enqueue(encoder.encode('tion\ndata: {"order_id":"o","at":"2026-01-01T00:00:00.000Z","lat":1,"published_at":"2026-01-01T00:00:01.5+00:00"}\n\n'));
         c.close(); // the server goes away: the client comes back with the last id it saw
       },
     });
@@ -35,7 +35,7 @@ const server = Bun.serve({
 afterAll(() => server.stop(true));
 
 describe("bench:fanout's SSE client", () => {
-  test("reads ids, events split across chunks and the position's time, and resumes with Last-Event-ID", async () => {
+  test("reads ids, events split across chunks and the position's times, and resumes with Last-Event-ID", async () => {
     const seen: SseEvent[] = [];
     const client = createSseClient({
       host: "127.0.0.1",
@@ -52,6 +52,8 @@ describe("bench:fanout's SSE client", () => {
         ["assigned.3", "track"],
       ]);
       expect(seen[1]!.atMs).toBe(Date.UTC(2026, 0, 1));
+      expect(seen[1]!.publishedAtMs).toBe(Date.UTC(2026, 0, 1, 0, 0, 1, 500));
+      expect(seen[0]!.publishedAtMs).toBeUndefined(); // only position events carry the times
       expect(requests.map((r) => r.lastEventId)).toEqual([null, "assigned.2"]);
       expect(new URL(requests[0]!.url).searchParams.get("token")).toBe("a b");
       expect(client.reconnects).toBe(1);

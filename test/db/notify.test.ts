@@ -75,6 +75,11 @@ const skippedSoFar = async () =>
  * so once the marker is in, everything the call sent is too (no waiting for a time window).
  */
 async function noticesOf(call: () => Promise<unknown>): Promise<string[]> {
+  return (await payloadsOf(call)).map((p) => JSON.parse(p).order_id as string);
+}
+
+/** The raw `order_tracking` payloads committed by `call` (see noticesOf). */
+async function payloadsOf(call: () => Promise<unknown>): Promise<string[]> {
   const seen: string[] = [];
   const marker = `marker-${crypto.randomUUID()}`;
   const listener = await db.sql.listen("order_tracking", (payload) => seen.push(payload));
@@ -84,7 +89,7 @@ async function noticesOf(call: () => Promise<unknown>): Promise<string[]> {
     const deadline = Date.now() + 10_000;
     while (!seen.includes(marker) && Date.now() < deadline) await Bun.sleep(10);
     expect(seen).toContain(marker);
-    return seen.slice(0, seen.indexOf(marker)).map((p) => JSON.parse(p).order_id as string);
+    return seen.slice(0, seen.indexOf(marker));
   } finally {
     await listener.unlisten();
   }
@@ -194,3 +199,46 @@ test("a stalled listener fills the queue; over the limit, ingest goes on and cou
     await transaction.catch(() => undefined);
   }
 }, 60_000);
+
+// Migration 0021: every notice says when the database published it, read once per call, never after the commit.
+const STAMP_CASES = [
+  { name: "a JSON object gains published_at", payload: '{"order_id":"o1","status":"picked_up"}', stamped: true },
+  { name: "an object with one field", payload: '{"order_id":"o2"}', stamped: true },
+  { name: "an empty object is sent as it is", payload: "{}", stamped: false },
+  { name: "a payload that is not an object is sent as it is", payload: "not json", stamped: false },
+  { name: "a JSON array is sent as it is", payload: '["o3"]', stamped: false },
+] as const;
+
+test.each(STAMP_CASES)("notify_order_tracking: $name", async ({ payload, stamped }) => {
+  const [{ before }] = (await db.sql`select clock_timestamp() as before`) as unknown as [{ before: Date }];
+  let afterCommit!: Date;
+  const payloads = await payloadsOf(async () => {
+    await db.sql`select notify_order_tracking(array[${payload}]::text[])`;
+    [{ afterCommit }] = (await db.sql`select clock_timestamp() as "afterCommit"`) as unknown as [{ afterCommit: Date }];
+  });
+  expect(payloads).toHaveLength(1);
+  if (!stamped) {
+    expect(payloads[0]).toBe(payload);
+    return;
+  }
+  const notice = JSON.parse(payloads[0]!) as Record<string, unknown>;
+  const { published_at, ...rest } = notice;
+  expect(rest).toEqual(JSON.parse(payload));
+  const publishedMs = Date.parse(String(published_at));
+  expect(publishedMs).toBeGreaterThanOrEqual(before.getTime());
+  expect(publishedMs).toBeLessThanOrEqual(afterCommit.getTime());
+});
+
+test("apply: every notice of a batch carries the same published_at, within the batch's transaction", async () => {
+  const drivers = await driversOnOrders(3);
+  const worker = workerWithLimit(undefined);
+  const [{ before }] = (await db.sql`select clock_timestamp() as before`) as unknown as [{ before: Date }];
+  const payloads = await payloadsOf(() => applyPositionBatch(worker, positions(drivers)));
+  const [{ after }] = (await db.sql`select clock_timestamp() as after`) as unknown as [{ after: Date }];
+  const notices = payloads.map((p) => JSON.parse(p) as { order_id: string; published_at: string; at: string });
+  expect(notices.map((n) => n.order_id).sort()).toEqual(drivers.map((d) => d.order).sort());
+  expect(new Set(notices.map((n) => n.published_at)).size).toBe(1);
+  const publishedMs = Date.parse(notices[0]!.published_at);
+  expect(publishedMs).toBeGreaterThanOrEqual(before.getTime());
+  expect(publishedMs).toBeLessThanOrEqual(after.getTime());
+}, 30_000);

@@ -17,6 +17,8 @@ export interface OrderNotice {
   lon?: number;
   at?: string;
   eta_seconds?: number | null;
+  /** When the database sent the notice, just before the commit that delivers it (migration 0021). */
+  published_at?: string;
 }
 
 export type FeedEvent =

@@ -88,8 +88,9 @@ export function trackingModule(deps: TrackingDeps) {
           summary: "Live updates of one order (Server-Sent Events)",
           description:
             "text/event-stream. `track`: the GET /track/{order_id} answer, first and after each status change. " +
-            "`position`: {order_id, status, driver_id, driver_state, lat, lon, at, eta_seconds} when the driver " +
-            "moves. `end`: the order is delivered or cancelled and the stream closes. Comment lines are heartbeats. " +
+            "`position`: {order_id, status, driver_id, driver_state, lat, lon, at, eta_seconds, published_at} when " +
+            "the driver moves (at: the fix's time; published_at: when the database published it, just before its " +
+            "commit). `end`: the order is delivered or cancelled and the stream closes. Comment lines are heartbeats. " +
             "503 TOO_MANY_STREAMS with Retry-After when this server holds its most streams (GET /track still " +
             "answers); a client that stops reading is disconnected.",
         },
