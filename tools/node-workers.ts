@@ -22,10 +22,16 @@ export function startNodeWorker(name: keyof typeof WORKERS, env: Record<string, 
   return startNodeScript(new URL(WORKERS[name], import.meta.url).pathname, env);
 }
 
-/** Any TypeScript entry point, bundled for Node and run there (the Kafka client's side of a test). */
+/**
+ * Any TypeScript entry point, bundled for Node and run there (the Kafka client's side of a test). With
+ * NODE_CPU_PROFILE_DIR set, each such process writes a V8 CPU profile there when it exits normally (SIGTERM, not
+ * SIGKILL); `bun tools/cpu-profile-summary.ts FILE` reads one.
+ */
 export async function startNodeScript(entry: string, env: Record<string, string>): Promise<WorkerProcess> {
   const bundle = await bundled(entry);
-  return spawnWatched(entry.split("/").at(-1)!, ["node", bundle], { ...process.env, ...env });
+  const profileDir = process.env.NODE_CPU_PROFILE_DIR;
+  const profiling = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [];
+  return spawnWatched(entry.split("/").at(-1)!, ["node", ...profiling, bundle], { ...process.env, ...env });
 }
 
 /** Polls `probe` until it returns true (a readiness check, not a guess at how long something takes). */
