@@ -31,43 +31,52 @@ export const bridgeTopics = (group: string, prefix: string) =>
 /** Turns one MQTT message into Kafka records; resolves once Kafka has all of them. */
 export function createForwarder(producer: RecordProducer, metrics: Metrics, topics = { main: config().kafkaTopic, dlq: config().kafkaDlqTopic }) {
   const prefix = config().mqttTopicPrefix;
-  return async function forward(fullTopic: string, payload: Buffer): Promise<void> {
-    const stopTimer = metrics.forwardSeconds.startTimer();
+  // Once per message: the timing is a number (not prom-client's timer closures) and the work a promise chain.
+  const forwarded = (startedMs: number, positions: number) => () => {
+    metrics.forwardSeconds.observe((performance.now() - startedMs) / 1000);
+    metrics.messages.inc({ outcome: "forwarded" });
+    metrics.positionsIn.inc(positions);
+  };
+  function forward(fullTopic: string, payload: Buffer): Promise<void> {
+    const startedMs = performance.now();
     const topic = fullTopic.slice(prefix.length);
     const decoded = decodeMqttMessage(topic, payload);
     if (!decoded.ok) {
       metrics.messages.inc({ outcome: "rejected" });
       metrics.positionsRejected.inc({ reason: decoded.reason });
       metrics.deadLetters.inc();
-      await sendToDlq(producer, topics.dlq, [
+      return sendToDlq(producer, topics.dlq, [
         { key: null, value: payload, reason: decoded.reason, source: `mqtt:${topic}`, detail: decoded.detail },
       ]);
-      return;
     }
     // The binary record (lib/position-record.ts): the same content as JSON v1, without JSON's cost on either side.
     const value = encodeRecord(decoded.driverId, Date.now(), decoded.positions);
-    const sends = [producer.send({ topic: topics.main, key: decoded.driverId, value })];
-    if (decoded.rejects.length > 0) {
-      for (const r of decoded.rejects) metrics.positionsRejected.inc({ reason: r.reason });
-      // One dead letter for the message, its bytes once, its refused positions listed by index (not one copy each).
-      metrics.deadLetters.inc();
-      sends.push(
-        sendToDlq(producer, topics.dlq, [
-          {
-            key: decoded.driverId,
-            value: payload,
-            reason: mainReason(decoded.rejects),
-            source: `mqtt:${topic}`,
-            detail: `${decoded.rejects.length} of ${decoded.rejects.length + decoded.positions.length} positions refused`,
-            refused: decoded.rejects,
-          },
-        ]),
-      );
+    const sent = producer.send({ topic: topics.main, key: decoded.driverId, value });
+    const done = forwarded(startedMs, decoded.positions.length);
+    if (decoded.rejects.length === 0) return sent.then(done);
+    for (const r of decoded.rejects) metrics.positionsRejected.inc({ reason: r.reason });
+    // One dead letter for the message, its bytes once, its refused positions listed by index (not one copy each).
+    metrics.deadLetters.inc();
+    const deadLettered = sendToDlq(producer, topics.dlq, [
+      {
+        key: decoded.driverId,
+        value: payload,
+        reason: mainReason(decoded.rejects),
+        source: `mqtt:${topic}`,
+        detail: `${decoded.rejects.length} of ${decoded.rejects.length + decoded.positions.length} positions refused`,
+        refused: decoded.rejects,
+      },
+    ]);
+    return Promise.all([sent, deadLettered]).then(done);
+  }
+  // Whatever throws becomes the returned promise's rejection (the message then stays unacknowledged), as it did when
+  // this was an async function.
+  return (fullTopic: string, payload: Buffer): Promise<void> => {
+    try {
+      return forward(fullTopic, payload);
+    } catch (error) {
+      return Promise.reject(error);
     }
-    await Promise.all(sends);
-    stopTimer();
-    metrics.messages.inc({ outcome: "forwarded" });
-    metrics.positionsIn.inc(decoded.positions.length);
   };
 }
 
@@ -80,10 +89,10 @@ async function main() {
   // Ready only while messages move: a message that arrived and none forwarded since, for BRIDGE_STALLED_AFTER_MS (Kafka
   // refusing or unreachable), makes /ready answer 503, as a missing subscription does.
   const progress = createProgressWatch(cfg.bridgeStalledAfterMs);
-  const forward = async (topic: string, payload: Buffer) => {
+  const progressed = () => progress.progressed();
+  const forward = (topic: string, payload: Buffer) => {
     progress.arrived();
-    await forwardToKafka(topic, payload);
-    progress.progressed();
+    return forwardToKafka(topic, payload).then(progressed);
   };
   const clientId = cfg.bridgeClientId;
   const subscriber = startSubscriber({

@@ -81,13 +81,18 @@ export async function decodeBatchYielding(
  * A Kafka value as a record: the bridge's binary form (lib/position-record.ts) or the JSON v1 form (the HTTP API's,
  * and any record written before the bridge switched forms).
  */
-function readRecord(value: Buffer | null): { record: PositionRecord } | { refused: Omit<Reject, "message"> } {
+function readRecord(
+  value: Buffer | null,
+): { record: PositionRecord; canonicalId: boolean } | { refused: Omit<Reject, "message"> } {
   if (value !== null && value.length > 0 && value[0] === RECORD_V2_MARKER) {
     const decoded = decodeRecord(value);
-    return decoded.ok ? { record: decoded.record } : { refused: { reason: "invalid_shape", detail: decoded.detail } };
+    // The binary form carries the id as 16 bytes, read back as a lowercase canonical UUID: nothing left to check.
+    return decoded.ok
+      ? { record: decoded.record, canonicalId: true }
+      : { refused: { reason: "invalid_shape", detail: decoded.detail } };
   }
   try {
-    return { record: JSON.parse(value?.toString() ?? "") as PositionRecord };
+    return { record: JSON.parse(value?.toString() ?? "") as PositionRecord, canonicalId: false };
   } catch {
     return { refused: { reason: "malformed_json", detail: "Kafka value is not JSON" } };
   }
@@ -107,7 +112,7 @@ function decodeMessage(
     rejects.push({ message, ...read.refused });
     return;
   }
-  const { record } = read;
+  const { record, canonicalId } = read;
   if (
     record?.v !== 1 ||
     !Array.isArray(record.positions) ||
@@ -117,14 +122,16 @@ function decodeMessage(
     rejects.push({ message, reason: "invalid_shape", detail: "not a v1 position record" });
     return;
   }
-  if (!isUuid(record.driver_id)) {
+  if (!canonicalId && !isUuid(record.driver_id)) {
     rejects.push({ message, reason: "invalid_driver_id", detail: String(record.driver_id) });
     return;
   }
-  const driverId = record.driver_id.toLowerCase();
-  const ordered = record.positions
-    .map((p, index) => ({ p, index }))
-    .sort((a, b) => (a.p?.tst ?? 0) - (b.p?.tst ?? 0));
+  const driverId = canonicalId ? record.driver_id : record.driver_id.toLowerCase();
+  // Oldest first; a message of one fix (a watched driver's) needs no sorting.
+  const ordered =
+    record.positions.length === 1
+      ? [{ p: record.positions[0]!, index: 0 }]
+      : record.positions.map((p, index) => ({ p, index })).sort((a, b) => (a.p?.tst ?? 0) - (b.p?.tst ?? 0));
   for (const { p, index } of ordered) {
     const reason = checkDevicePosition(p) ?? checkInContext(p, undefined, limits);
     if (reason) {

@@ -105,13 +105,22 @@ export function startSubscriber(options: SubscriberOptions): Subscriber {
   }
 
   function flushAcks() {
-    const acks: Buffer[] = [];
-    while (head < pending.length && pending[head]!.done) {
-      acks.push(mqttPacket.generate({ cmd: "puback", messageId: pending[head]!.messageId }));
-      head++;
+    let done = head;
+    while (done < pending.length && pending[done]!.done) done++;
+    // One write for the whole run of acknowledgements, not one syscall each. A PUBACK is four bytes (MQTT 3.1.1
+    // 3.4: type 4, remaining length 2, the packet id), written here rather than through mqtt-packet's generate,
+    // which built an object and a buffer per message (the bridge's hot path, docs/steady-state.md).
+    if (done > head) {
+      const acks = Buffer.allocUnsafe(4 * (done - head));
+      for (let at = 0; head < done; head++, at += 4) {
+        const id = pending[head]!.messageId;
+        acks[at] = 0x40;
+        acks[at + 1] = 0x02;
+        acks[at + 2] = id >> 8;
+        acks[at + 3] = id & 0xff;
+      }
+      socket?.write(acks);
     }
-    // One write for the whole run of acknowledgements, not one syscall each.
-    if (acks.length > 0) socket?.write(acks.length === 1 ? acks[0]! : Buffer.concat(acks));
     if (head > 4_096 && head * 2 > pending.length) {
       pending = pending.slice(head);
       head = 0;
