@@ -6,6 +6,7 @@
  * `;` separates the runs because kcat prints headers as `name=value,name=value`.
  */
 import type { RejectReason } from "./errors.ts";
+import type { RecordProducer } from "./kafka.ts";
 
 /** One refused position of a message: its index in the message's position list, and why. */
 export interface Refusal {
@@ -51,4 +52,38 @@ export function parseRefused(header: string): Refusal[] {
     const to = match[2] === undefined ? from : Number(match[2]);
     return Array.from({ length: to - from + 1 }, (_, k) => ({ index: from + k, reason: match[3] as RejectReason }));
   });
+}
+
+export interface DlqRecord {
+  key: string | null;
+  /** The original bytes of the refused message, once, however many of its positions were refused. */
+  value: Uint8Array | string;
+  /** From the closed list in lib/errors.ts: the message's own problem, or its most common refusal (mainReason). */
+  reason: string;
+  source: string;
+  detail?: string;
+  /** The refused positions by index, when only some of the message was refused (the `refused` header). */
+  refused?: readonly Refusal[];
+}
+
+/**
+ * Sends rejected input to the dead-letter topic, one record per refused message: the original bytes, `reason` from
+ * the closed list, where from, and which positions were refused (lib/dead-letter.ts).
+ */
+export async function sendToDlq(producer: RecordProducer, topic: string, records: DlqRecord[]): Promise<void> {
+  await Promise.all(
+    records.map((r) =>
+      producer.send({
+        topic,
+        key: r.key,
+        value: Buffer.from(r.value),
+        headers: {
+          reason: r.reason,
+          source: r.source,
+          ...(r.detail ? { detail: r.detail } : {}),
+          ...(r.refused && r.refused.length > 0 ? { refused: formatRefused(r.refused) } : {}),
+        },
+      }),
+    ),
+  );
 }

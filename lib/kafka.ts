@@ -5,7 +5,6 @@
  */
 import { KafkaJS, RdKafka } from "@confluentinc/kafka-javascript";
 import { config, type KafkaSasl } from "./config.ts";
-import { formatRefused, type Refusal } from "./dead-letter.ts";
 
 /**
  * librdkafka's login settings for an identity: SASL/SCRAM over the loopback listener, or none (plaintext, which the
@@ -108,39 +107,8 @@ export function createRecordProducer(bootstrapServers: string, clientId: string,
   };
 }
 
-export interface DlqRecord {
-  key: string | null;
-  /** The original bytes of the refused message, once, however many of its positions were refused. */
-  value: Uint8Array | string;
-  /** From the closed list in lib/errors.ts: the message's own problem, or its most common refusal (mainReason). */
-  reason: string;
-  source: string;
-  detail?: string;
-  /** The refused positions by index, when only some of the message was refused (the `refused` header). */
-  refused?: readonly Refusal[];
-}
-
-/**
- * Sends rejected input to the dead-letter topic, one record per refused message: the original bytes, `reason` from
- * the closed list, where from, and which positions were refused (lib/dead-letter.ts).
- */
-export async function sendToDlq(producer: RecordProducer, topic: string, records: DlqRecord[]): Promise<void> {
-  await Promise.all(
-    records.map((r) =>
-      producer.send({
-        topic,
-        key: r.key,
-        value: Buffer.from(r.value),
-        headers: {
-          reason: r.reason,
-          source: r.source,
-          ...(r.detail ? { detail: r.detail } : {}),
-          ...(r.refused && r.refused.length > 0 ? { refused: formatRefused(r.refused) } : {}),
-        },
-      }),
-    ),
-  );
-}
+// The DLQ's record and its sending live in dead-letter.ts (no Kafka addon there, so pure code and tests can use them).
+export { sendToDlq, type DlqRecord } from "./dead-letter.ts";
 
 export interface ConsumedMessage {
   topic: string;

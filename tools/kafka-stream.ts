@@ -17,7 +17,7 @@ import { writeFileSync, readFileSync } from "node:fs";
 import { KafkaJS } from "@confluentinc/kafka-javascript";
 import { config } from "../lib/config.ts";
 import { createRecordProducer, kafkaSecurityConfig } from "../lib/kafka.ts";
-import { createForwarder } from "../workers/bridge.ts";
+import { createForwarder } from "../workers/forwarder.ts";
 import { createMetrics } from "../workers/metrics.ts";
 
 const REPLICATION_FACTOR = 3;

@@ -6,13 +6,11 @@
  * never loses one.
  */
 import { config } from "../lib/config.ts";
-import { mainReason } from "../lib/dead-letter.ts";
 import { exitCodeFor } from "../lib/errors.ts";
-import { createRecordProducer, sendToDlq, type RecordProducer } from "../lib/kafka.ts";
-import { decodeMqttMessage } from "../lib/position.ts";
-import { encodeRecord } from "../lib/position-record.ts";
+import { createRecordProducer } from "../lib/kafka.ts";
+import { createForwarder } from "./forwarder.ts";
 import { logger } from "./log.ts";
-import { BROKER_STATS_TOPICS, brokerStatsHandler, createMetrics, serveMetrics, type Metrics } from "./metrics.ts";
+import { BROKER_STATS_TOPICS, brokerStatsHandler, createMetrics, serveMetrics } from "./metrics.ts";
 import { startSubscriber } from "./mqtt-subscriber.ts";
 import { createProgressWatch } from "./progress-watch.ts";
 
@@ -27,58 +25,6 @@ const redactedUrl = (raw: string) => {
 
 export const bridgeTopics = (group: string, prefix: string) =>
   ["drivers/+/location", "drivers/+/l", "drivers/+/b", "sensor/data"].map((t) => `$share/${group}/${prefix}${t}`);
-
-/** Turns one MQTT message into Kafka records; resolves once Kafka has all of them. */
-export function createForwarder(producer: RecordProducer, metrics: Metrics, topics = { main: config().kafkaTopic, dlq: config().kafkaDlqTopic }) {
-  const prefix = config().mqttTopicPrefix;
-  // Once per message: the timing is a number (not prom-client's timer closures) and the work a promise chain.
-  const forwarded = (startedMs: number, positions: number) => () => {
-    metrics.forwardSeconds.observe((performance.now() - startedMs) / 1000);
-    metrics.messages.inc({ outcome: "forwarded" });
-    metrics.positionsIn.inc(positions);
-  };
-  function forward(fullTopic: string, payload: Buffer): Promise<void> {
-    const startedMs = performance.now();
-    const topic = fullTopic.slice(prefix.length);
-    const decoded = decodeMqttMessage(topic, payload);
-    if (!decoded.ok) {
-      metrics.messages.inc({ outcome: "rejected" });
-      metrics.positionsRejected.inc({ reason: decoded.reason });
-      metrics.deadLetters.inc();
-      return sendToDlq(producer, topics.dlq, [
-        { key: null, value: payload, reason: decoded.reason, source: `mqtt:${topic}`, detail: decoded.detail },
-      ]);
-    }
-    // The binary record (lib/position-record.ts): the same content as JSON v1, without JSON's cost on either side.
-    const value = encodeRecord(decoded.driverId, Date.now(), decoded.positions);
-    const sent = producer.send({ topic: topics.main, key: decoded.driverId, value });
-    const done = forwarded(startedMs, decoded.positions.length);
-    if (decoded.rejects.length === 0) return sent.then(done);
-    for (const r of decoded.rejects) metrics.positionsRejected.inc({ reason: r.reason });
-    // One dead letter for the message, its bytes once, its refused positions listed by index (not one copy each).
-    metrics.deadLetters.inc();
-    const deadLettered = sendToDlq(producer, topics.dlq, [
-      {
-        key: decoded.driverId,
-        value: payload,
-        reason: mainReason(decoded.rejects),
-        source: `mqtt:${topic}`,
-        detail: `${decoded.rejects.length} of ${decoded.rejects.length + decoded.positions.length} positions refused`,
-        refused: decoded.rejects,
-      },
-    ]);
-    return Promise.all([sent, deadLettered]).then(done);
-  }
-  // Whatever throws becomes the returned promise's rejection (the message then stays unacknowledged), as it did when
-  // this was an async function.
-  return (fullTopic: string, payload: Buffer): Promise<void> => {
-    try {
-      return forward(fullTopic, payload);
-    } catch (error) {
-      return Promise.reject(error);
-    }
-  };
-}
 
 async function main() {
   const cfg = config();

@@ -200,20 +200,28 @@ test("a stalled listener fills the queue; over the limit, ingest goes on and cou
   }
 }, 60_000);
 
-// Migration 0021: every notice says when the database published it, read once per call, never after the commit.
+// Migrations 0021 and 0022: every notice says when the database published it, read once per call, never after the
+// commit; only JSON objects with a field are stamped, and only while the result fits NOTIFY's 8000 bytes.
 const STAMP_CASES = [
   { name: "a JSON object gains published_at", payload: '{"order_id":"o1","status":"picked_up"}', stamped: true },
   { name: "an object with one field", payload: '{"order_id":"o2"}', stamped: true },
+  { name: "an object with whitespace around it", payload: ' {"order_id":"o3"}\n', stamped: true },
+  { name: "in a session whose time zone is not UTC", payload: '{"order_id":"o4"}', stamped: true, timeZone: "Asia/Kolkata" },
   { name: "an empty object is sent as it is", payload: "{}", stamped: false },
+  { name: "an empty object with a space inside is sent as it is", payload: "{ }", stamped: false },
   { name: "a payload that is not an object is sent as it is", payload: "not json", stamped: false },
   { name: "a JSON array is sent as it is", payload: '["o3"]', stamped: false },
-] as const;
+  { name: "an object the stamp would push over 8000 bytes is sent as it is", payload: `{"pad":"${"x".repeat(7960)}"}`, stamped: false },
+] as { name: string; payload: string; stamped: boolean; timeZone?: string }[];
 
-test.each(STAMP_CASES)("notify_order_tracking: $name", async ({ payload, stamped }) => {
+test.each(STAMP_CASES)("notify_order_tracking: $name", async ({ payload, stamped, timeZone }) => {
   const [{ before }] = (await db.sql`select clock_timestamp() as before`) as unknown as [{ before: Date }];
   let afterCommit!: Date;
   const payloads = await payloadsOf(async () => {
-    await db.sql`select notify_order_tracking(array[${payload}]::text[])`;
+    await db.sql.begin(async (tx) => {
+      if (timeZone) await tx`select set_config('TimeZone', ${timeZone}, true)`;
+      await tx`select notify_order_tracking(array[${payload}]::text[])`;
+    });
     [{ afterCommit }] = (await db.sql`select clock_timestamp() as "afterCommit"`) as unknown as [{ afterCommit: Date }];
   });
   expect(payloads).toHaveLength(1);

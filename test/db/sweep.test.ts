@@ -42,7 +42,7 @@ test("drivers silent for longer than OFFLINE_AFTER go offline, are logged, and t
     ids[c.name] = { driver: driver!.id, order };
   }
 
-  const notices: { order_id: string | null; status: string; driver_id: string; driver_state: string }[] = [];
+  const notices: { order_id: string | null; status: string; driver_id: string; driver_state: string; published_at?: string }[] = [];
   const listener = await db.sql.listen("order_tracking", (payload) => notices.push(JSON.parse(payload)));
   const [{ swept }] = (await db.sql`select sweep_offline_drivers(interval '60 seconds') as swept`) as unknown as [
     { swept: number },
@@ -66,7 +66,10 @@ test("drivers silent for longer than OFFLINE_AFTER go offline, are logged, and t
   // Notices are delivered after the commit, asynchronously, on the listening connection.
   const deadline = Date.now() + 5_000;
   while (notices.length < expected.length && Date.now() < deadline) await Bun.sleep(10);
-  expect(notices.sort((a, b) => String(a.order_id).localeCompare(String(b.order_id)))).toEqual(
+  // Each notice says when the database published it (0021); the rest is the sweep's.
+  for (const n of notices) expect(Number.isFinite(Date.parse(String(n.published_at)))).toBe(true);
+  const withoutStamp = notices.map(({ published_at: _, ...rest }) => rest);
+  expect(withoutStamp.sort((a, b) => String(a.order_id).localeCompare(String(b.order_id)))).toEqual(
     expected.sort((a, b) => String(a.order_id).localeCompare(String(b.order_id))),
   );
   await listener.unlisten();

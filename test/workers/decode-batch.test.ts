@@ -1,5 +1,6 @@
 // The worker's decoding of Kafka records into staging rows (pure).
 import { expect, test } from "bun:test";
+import type { RejectReason } from "../../lib/errors.ts";
 import { cellOf } from "../../lib/h3.ts";
 import type { ConsumedMessage } from "../../lib/kafka.ts";
 import { encodeRecord } from "../../lib/position-record.ts";
@@ -117,4 +118,33 @@ test("decodeBatchYielding lets callbacks already queued run before it has finish
   await decodeBatchYielding(mixedBatch(), opts, 4);
   finished = true;
   expect(ranBeforeTheEnd).toBe(true);
+});
+
+// The driver's id: the binary record's is canonical by construction (16 bytes), so the worker no longer checks it;
+// a JSON record's is still checked and lower-cased. A message of one fix (a watched driver's) skips the sort.
+const ID_CASES = [
+  { name: "binary, one fix", value: () => encodeRecord(ID, NOW_MS, [{ lat: 40.7, lon: -74, tst: NOW_MS / 1000 - 1 }]), driverId: ID },
+  { name: "binary, upper-case id given to the bridge", value: () => encodeRecord(ID.toUpperCase(), NOW_MS, [{ lat: 40.7, lon: -74, tst: NOW_MS / 1000 - 1 }]), driverId: ID },
+  { name: "JSON, one fix", value: () => Buffer.from(JSON.stringify(record([{ lat: 40.7, lon: -74, tst: NOW_MS / 1000 - 1 }]))), driverId: ID },
+  {
+    name: "JSON, upper-case id",
+    value: () => Buffer.from(JSON.stringify({ ...record([{ lat: 40.7, lon: -74, tst: NOW_MS / 1000 - 1 }]), driver_id: ID.toUpperCase() })),
+    driverId: ID,
+  },
+  {
+    name: "JSON, an id that is not a UUID",
+    value: () => Buffer.from(JSON.stringify({ ...record([{ lat: 40.7, lon: -74, tst: NOW_MS / 1000 - 1 }]), driver_id: "driver-7" })),
+    refused: "invalid_driver_id",
+  },
+] as { name: string; value: () => Buffer; driverId?: string; refused?: RejectReason }[];
+
+test.each(ID_CASES)("driver id: $name", ({ value, driverId, refused }) => {
+  const { rows, rejects } = decodeBatch([{ ...message(""), value: value() }], opts);
+  if (refused) {
+    expect(rows).toEqual([]);
+    expect(rejects.map((r) => r.reason)).toEqual([refused]);
+    return;
+  }
+  expect(rejects).toEqual([]);
+  expect(rows.map((r) => [r.driverId, r.recordedMs, r.h3])).toEqual([[driverId!, NOW_MS - 1_000, cellOf(40.7, -74, 9)]]);
 });
