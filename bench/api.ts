@@ -23,6 +23,7 @@ import { createTokenService } from "../api/auth/tokens.ts";
 import { authConfig, config } from "../lib/config.ts";
 import { connectDatabase, type Sql } from "../lib/db.ts";
 import { generateData } from "../db/generate.ts";
+import { freePort } from "../tools/free-port.ts";
 import { createScratchDatabase, type ScratchDatabase } from "../tools/scratch-database.ts";
 import { serviceUrl } from "../tools/service-url.ts";
 import { seedTrackableOrders, trackableOrderIds } from "./api/seed.ts";
@@ -58,13 +59,6 @@ const HOT_ORDERS = Math.min(Number(args["hot-orders"]), ORDERS);
 /** Requests in the target list vegeta cycles through: long enough that the cold part rarely repeats within a run. */
 const TARGETS = 200_000;
 const ROOT = new URL("../", import.meta.url).pathname;
-
-async function freePort(): Promise<number> {
-  const probe = Bun.serve({ port: 0, fetch: () => new Response() });
-  const port = probe.port!;
-  await probe.stop(true);
-  return port;
-}
 
 /** The bearer token of each order's caller, as the IdP stand-in mints it: its tracking link, its customer, or one operator. */
 async function tokensFor(sql: Sql, ids: string[], as: Caller): Promise<(string | null)[]> {

@@ -16,6 +16,7 @@ import { parseArgs } from "node:util";
 import postgres from "postgres";
 import { createTokenService } from "../api/auth/tokens.ts";
 import { authConfig } from "../lib/config.ts";
+import { freePort } from "../tools/free-port.ts";
 import { createTopic, deleteTopic } from "../tools/kafka-cli.ts";
 import { mosquittoInstance } from "../tools/mosquitto-instance.ts";
 import { createScratchDatabase } from "../tools/scratch-database.ts";
@@ -42,13 +43,6 @@ const modes = args.modes!.split(",") as ModeName[];
 if (!Number.isInteger(runs) || runs < 1) throw new Error("--runs must be a whole number >= 1");
 if (!(scale >= 1 && scale <= 240)) throw new Error("--scale must be between 1 and 240");
 if (modes.some((m) => !MODES.includes(m))) throw new Error(`--modes: a list of ${MODES.join(",")}`);
-
-async function freePort(): Promise<number> {
-  const probe = Bun.serve({ port: 0, fetch: () => new Response() });
-  const port = probe.port!;
-  await probe.stop(true);
-  return port;
-}
 
 const TLS_DIR = `${ROOT}.stack/tls`;
 const ca = readFileSync(`${TLS_DIR}/ca.crt`, "utf8");

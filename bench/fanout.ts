@@ -22,6 +22,7 @@ import { config } from "../lib/config.ts";
 import { connectDatabase } from "../lib/db.ts";
 import { startFleet } from "../sim/fleet.ts";
 import { parsePayloadForm } from "../sim/payload.ts";
+import { freePort } from "../tools/free-port.ts";
 import { startNodeWorker, type WorkerProcess } from "../tools/node-workers.ts";
 import { benchPipeline } from "../tools/pipeline.ts";
 import { createScratchDatabase } from "../tools/scratch-database.ts";
@@ -89,12 +90,6 @@ const FORM = parsePayloadForm(args.form);
 const TRANSPORT = args.transport;
 if (TRANSPORT !== "http" && TRANSPORT !== "socket") throw new Error("--transport must be http or socket");
 const ROOT = new URL("../", import.meta.url).pathname;
-function freePort(): number {
-  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const free = probe.port;
-  probe.stop(true);
-  return free;
-}
 const command = `bun run bench:fanout -- ${process.argv.slice(2).join(" ")}`.trim();
 const run = `${Date.now() % 1e8}`;
 const PREFIX = `bench/${run}/`;
@@ -211,7 +206,7 @@ try {
   // The API, with its own port and the highest open-file limit this box allows.
   const port = 20_000 + (Number(run) % 20_000);
   // A port the kernel says is free (port + 1 was taken once: the API then could not listen).
-  const livePort = TRANSPORT === "socket" ? freePort() : port;
+  const livePort = TRANSPORT === "socket" ? await freePort() : port;
   const api = Bun.spawn(
     ["bash", "-c", `ulimit -n ${FD_LIMIT} && exec bun api/index.ts --processes ${API_PROCESSES}`],
     {

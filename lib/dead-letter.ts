@@ -68,7 +68,7 @@ export interface DlqRecord {
 
 /**
  * Sends rejected input to the dead-letter topic, one record per refused message: the original bytes, `reason` from
- * the closed list, where from, and which positions were refused (lib/dead-letter.ts).
+ * the closed list, where from, and which positions were refused (the `refused` header, formatRefused above).
  */
 export async function sendToDlq(producer: RecordProducer, topic: string, records: DlqRecord[]): Promise<void> {
   await Promise.all(

@@ -2,14 +2,10 @@
  * The API as a real process (`bun api/server.ts`, or supervised: `bun api/index.ts`) on a free port, for tests that need real sockets: what Bun answers
  * before our code runs, many concurrent streams, start-up checks. Its output is collected for assertions.
  */
+import { freePort } from "../../../tools/free-port.ts";
 import { waitFor } from "./wait.ts";
 
-export async function freePort(): Promise<number> {
-  const probe = Bun.serve({ port: 0, fetch: () => new Response() });
-  const free = probe.port!;
-  await probe.stop(true);
-  return free;
-}
+export { freePort };
 
 export interface ApiProcess {
   proc: ReturnType<typeof Bun.spawn>;
