@@ -85,7 +85,15 @@ async function main() {
         run: () => sql`select trail_upkeep()`,
       },
       // Closed hours of the raw trail into the compact table (0014): the hour closes, 10 minutes pass, then this.
-      { name: "trail_compaction", everyMs: 300_000, run: () => compactTrail(sql) },
+      {
+        name: "trail_compaction",
+        everyMs: 300_000,
+        run: () =>
+          compactTrail(sql, {
+            driversPerStep: cfg.trailCompactionDriversPerStep,
+            busyShare: cfg.trailCompactionPercent / 100,
+          }),
+      },
       {
         // The LISTEN/NOTIFY queue and the order notices skipped because it was over its limit (migration 0012).
         name: "notify_queue",

@@ -176,12 +176,25 @@ test("compaction is idempotent: a second run moves nothing and leaves the same r
 test("the worker's job walks every driver in steps", async () => {
   const drivers = [await newDriver(), await newDriver(), await newDriver()];
   for (const d of drivers) await insertRaw(d, ride(BASE + 40 * 60_000, 4));
-  expect(await compactTrail(db.sql, 1)).toBeGreaterThanOrEqual(12);
+  expect(await compactTrail(db.sql, { driversPerStep: 1, busyShare: 1 })).toBeGreaterThanOrEqual(12);
   for (const d of drivers) {
     expect(await rawCount(d)).toBe(0);
     expect((await segments(d)).map((s) => s.fixes)).toEqual([4]);
   }
-  expect(await compactTrail(db.sql, 1)).toBe(0);
+  expect(await compactTrail(db.sql, { driversPerStep: 1, busyShare: 1 })).toBe(0);
+});
+
+test("the worker's job pauses after each step but the last, to stay within its share of the time", async () => {
+  const drivers = [await newDriver(), await newDriver()];
+  for (const d of drivers) await insertRaw(d, ride(BASE + 40 * 60_000, 4));
+  const pauses: number[] = [];
+  const moved = await compactTrail(db.sql, { driversPerStep: 1, busyShare: 0.25, sleep: async (ms) => pauses.push(ms) });
+  expect(moved).toBeGreaterThanOrEqual(8);
+  for (const d of drivers) expect(await rawCount(d)).toBe(0);
+  // One step per driver, then the step that finds none left: a pause after each but that last one.
+  const { count } = (await db.sql<{ count: number }[]>`select count(*)::int as count from drivers`)[0]!;
+  expect(pauses.length).toBe(count);
+  for (const pause of pauses) expect(pause).toBeGreaterThan(0);
 });
 
 test("the current hour is not compacted", async () => {
