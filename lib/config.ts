@@ -273,13 +273,13 @@ export function parseConfig(env: Env = process.env) {
     /** The position worker answers 503 on /ready once a batch has kept failing this long (it cannot make progress). */
     workerStalledAfterMs: integer(env, "WORKER_STALLED_AFTER_MS", 30_000, 100, 3_600_000),
     /**
-     * Trail compaction (migration 0014) in steps of this many drivers, spending at most this percent of the wall time
-     * working: after a step of r ms it pauses r × (100 / percent − 1) ms. A closed hour of 100,000 drivers is ~10
-     * minutes of one core's work (docs/trail.md), so 25% spreads it over ~40 of the 50 minutes before the next hour
-     * closes, instead of taking a core in a burst. 100 = no pause.
+     * Trail compaction (migration 0014) in steps of this many drivers, a pass that finds closed hours spread over
+     * this long (the job pauses to stay on that schedule; behind it, it does not pause). A closed hour of 100,000
+     * drivers is ~10 minutes of one core's work (docs/trail.md): 40 minutes of the 50 before the next hour closes.
+     * 0 = no pauses.
      */
     trailCompactionDriversPerStep: integer(env, "TRAIL_COMPACTION_DRIVERS_PER_STEP", 200, 1, 100_000),
-    trailCompactionPercent: integer(env, "TRAIL_COMPACTION_PERCENT", 25, 1, 100),
+    trailCompactionSpreadMs: integer(env, "TRAIL_COMPACTION_SPREAD_MS", 2_400_000, 0, 3_000_000),
     /** The bridge answers 503 on /ready once messages have waited this long with none forwarded (Kafka not taking them). */
     bridgeStalledAfterMs: integer(env, "BRIDGE_STALLED_AFTER_MS", 30_000, 100, 3_600_000),
     // Each batch split by driver over this many connections, applied in parallel transactions: one per core here.

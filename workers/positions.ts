@@ -91,7 +91,7 @@ async function main() {
         run: () =>
           compactTrail(sql, {
             driversPerStep: cfg.trailCompactionDriversPerStep,
-            busyShare: cfg.trailCompactionPercent / 100,
+            spreadMs: cfg.trailCompactionSpreadMs,
           }),
       },
       {

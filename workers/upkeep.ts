@@ -35,33 +35,46 @@ export interface CompactionPacing {
   /** Drivers per step (one transaction each). */
   driversPerStep: number;
   /**
-   * The share of wall time compaction may spend working, 0 < share ≤ 1: after a step of r ms it pauses
-   * r × (1 / share − 1) ms, so a closed hour is spread over the next one instead of taking a core in a burst.
+   * A pass that finds fixes to move is spread over this long: after a step that moved some, the job waits until
+   * the pass's start plus this share of the drivers' id space walked × `spreadMs`, so a closed hour is compacted
+   * evenly over the next one instead of taking a core in a burst. A pass behind that schedule (a backlog) does not
+   * wait. 0 = no pauses.
    */
-  busyShare: number;
-  /** The pause itself (a test passes its own to see the pauses without waiting them). */
+  spreadMs: number;
+  /** The clock and the pause (a test passes its own pause to see them without waiting). */
+  now?: () => number;
   sleep?: (ms: number) => Promise<unknown>;
 }
 
-/** The pause after a step of `stepMs` that keeps compaction at `busyShare` of the wall time. */
-export function pauseAfterStep(stepMs: number, busyShare: number): number {
-  if (!(busyShare > 0 && busyShare <= 1)) throw new RangeError(`busyShare must be in (0, 1], got ${busyShare}`);
-  return Math.max(0, stepMs) * (1 / busyShare - 1);
+/**
+ * The share of the driver id space up to `driverId`, in [0, 1): drivers are walked in id order and their ids are
+ * random (v4) UUIDs, so this is the share of a pass done, without counting the drivers.
+ */
+export function idSpaceShare(driverId: string): number {
+  const head = Number.parseInt(driverId.slice(0, 8), 16);
+  if (!Number.isFinite(head)) throw new RangeError(`not a UUID: ${driverId}`);
+  return head / 2 ** 32;
+}
+
+/** The pause that keeps a pass started at `startedMs` on schedule: `doneShare` of it due at `doneShare × spreadMs`. */
+export function pauseOnSchedule(startedMs: number, nowMs: number, doneShare: number, spreadMs: number): number {
+  return Math.max(0, startedMs + Math.min(Math.max(doneShare, 0), 1) * spreadMs - nowMs);
 }
 
 /**
  * Rolls the trail's closed hours into the compact table (migration 0014), `driversPerStep` drivers per transaction
- * so no step holds its locks long, pausing between steps to stay within `busyShare`; returns the positions moved.
- * Steps serialise in the database, so two workers running this at once only wait for each other. A step after a
- * long pause (hours of raw trail per driver) may outlast the worker role's 60 s statement timeout: the step's own
- * transaction allows it 10 minutes.
+ * so no step holds its locks long, paced over `spreadMs`; returns the positions moved. Steps serialise in the
+ * database, so two workers running this at once only wait for each other. A step after a long pause (hours of raw
+ * trail per driver) may outlast the worker role's 60 s statement timeout: the step's own transaction allows it 10
+ * minutes.
  */
-export async function compactTrail(sql: Sql, pacing: CompactionPacing = { driversPerStep: 200, busyShare: 1 }): Promise<number> {
+export async function compactTrail(sql: Sql, pacing: CompactionPacing = { driversPerStep: 200, spreadMs: 0 }): Promise<number> {
+  const now = pacing.now ?? (() => Date.now());
   const sleep = pacing.sleep ?? ((ms: number) => new Promise((resolve) => setTimeout(resolve, ms)));
+  const startedMs = now();
   let after: string | null = null;
   let moved = 0;
   do {
-    const started = performance.now();
     const [step]: { last_driver: string | null; positions: number }[] = await sql.begin(async (tx) => {
       await tx`set local statement_timeout = '10min'`;
       return tx<{ last_driver: string | null; positions: number }[]>`
@@ -69,8 +82,10 @@ export async function compactTrail(sql: Sql, pacing: CompactionPacing = { driver
     });
     after = step?.last_driver ?? null;
     moved += step?.positions ?? 0;
-    const pause = pauseAfterStep(performance.now() - started, pacing.busyShare);
-    if (after !== null && pause > 0) await sleep(pause);
+    if (after !== null && (step?.positions ?? 0) > 0 && pacing.spreadMs > 0) {
+      const pause = pauseOnSchedule(startedMs, now(), idSpaceShare(after), pacing.spreadMs);
+      if (pause > 0) await sleep(pause);
+    }
   } while (after !== null);
   return moved;
 }

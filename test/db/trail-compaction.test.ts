@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { cellOf } from "../../lib/h3.ts";
 import { applyPositionBatch } from "../../workers/apply-batch.ts";
-import { compactTrail } from "../../workers/upkeep.ts";
+import { compactTrail, idSpaceShare } from "../../workers/upkeep.ts";
 import type { StagedPosition } from "../../workers/decode-batch.ts";
 import { generateTrailDay } from "../../bench/trail/generate.ts";
 import { freshDatabase, type TestDatabase } from "../support/db.ts";
@@ -176,25 +176,34 @@ test("compaction is idempotent: a second run moves nothing and leaves the same r
 test("the worker's job walks every driver in steps", async () => {
   const drivers = [await newDriver(), await newDriver(), await newDriver()];
   for (const d of drivers) await insertRaw(d, ride(BASE + 40 * 60_000, 4));
-  expect(await compactTrail(db.sql, { driversPerStep: 1, busyShare: 1 })).toBeGreaterThanOrEqual(12);
+  expect(await compactTrail(db.sql, { driversPerStep: 1, spreadMs: 0 })).toBeGreaterThanOrEqual(12);
   for (const d of drivers) {
     expect(await rawCount(d)).toBe(0);
     expect((await segments(d)).map((s) => s.fixes)).toEqual([4]);
   }
-  expect(await compactTrail(db.sql, { driversPerStep: 1, busyShare: 1 })).toBe(0);
+  expect(await compactTrail(db.sql, { driversPerStep: 1, spreadMs: 0 })).toBe(0);
 });
 
-test("the worker's job pauses after each step but the last, to stay within its share of the time", async () => {
+test("the worker's job keeps to its schedule: a pause after each step that moved fixes, up to where the pass is due", async () => {
   const drivers = [await newDriver(), await newDriver()];
   for (const d of drivers) await insertRaw(d, ride(BASE + 40 * 60_000, 4));
-  const pauses: number[] = [];
-  const moved = await compactTrail(db.sql, { driversPerStep: 1, busyShare: 0.25, sleep: async (ms) => pauses.push(ms) });
+  const spreadMs = 3_600_000;
+  let clock = 1_000_000; // a clock that moves only when the job pauses
+  const pauses: { ms: number; dueMs: number }[] = [];
+  const moved = await compactTrail(db.sql, {
+    driversPerStep: 1,
+    spreadMs,
+    now: () => clock,
+    sleep: async (ms) => {
+      pauses.push({ ms, dueMs: clock + ms });
+      clock += ms;
+    },
+  });
   expect(moved).toBeGreaterThanOrEqual(8);
   for (const d of drivers) expect(await rawCount(d)).toBe(0);
-  // One step per driver, then the step that finds none left: a pause after each but that last one.
-  const { count } = (await db.sql<{ count: number }[]>`select count(*)::int as count from drivers`)[0]!;
-  expect(pauses.length).toBe(count);
-  for (const pause of pauses) expect(pause).toBeGreaterThan(0);
+  // Only the two drivers' steps moved fixes; each waits until its share of the id space is due.
+  const due = drivers.map((d) => 1_000_000 + idSpaceShare(d) * spreadMs).sort((a, b) => a - b);
+  expect(pauses.map((p) => p.dueMs)).toEqual(due);
 });
 
 test("the current hour is not compacted", async () => {
