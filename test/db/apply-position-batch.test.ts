@@ -193,3 +193,35 @@ test("a driver moved by another transaction meanwhile: the batch is refused with
   expect(await trailOf()).toEqual([8_000, 6_000, 4_000]);
   expect((await state(driverA)).position_at.getTime()).toBe(NOW - 4_000);
 });
+
+test("a second batch in one transaction starts from an empty staging table, and the next transaction too", async () => {
+  const driverC = (await db.sql<{ id: string }[]>`insert into drivers (name) values ('C') returning id`)[0]!.id;
+  await db.sql`insert into driver_state (driver_id) values (${driverC})`;
+  const conn = await db.sql.reserve();
+  try {
+    const stage = async (secondsAgo: number[]) => {
+      await conn`select open_position_staging()`;
+      for (const [seq, s] of secondsAgo.entries()) {
+        const p = row(driverC, s, 40.71 + seq * 0.0001, -74.0);
+        await conn`insert into position_staging (seq, driver_id, recorded_at, lat, lon, h3)
+                   values (${seq}, ${driverC}, ${new Date(p.recordedMs)}, ${p.lat}, ${p.lon}, ${p.h3})`;
+      }
+    };
+    const apply = async () => (await conn<{ staged: number; applied: number }[]>`select staged, applied from apply_position_batch()`)[0]!;
+
+    await conn`begin`;
+    await stage([30, 28]);
+    expect(await apply()).toMatchObject({ staged: 2, applied: 2 });
+    await stage([26]);
+    expect(await apply()).toMatchObject({ staged: 1, applied: 1 }); // not the first batch's rows again
+    await conn`commit`;
+
+    await conn`begin`;
+    await stage([24, 22, 20]);
+    expect(await apply()).toMatchObject({ staged: 3, applied: 3 });
+    await conn`commit`;
+  } finally {
+    conn.release();
+  }
+  expect((await state(driverC)).position_at.getTime()).toBe(NOW - 20_000);
+});
