@@ -473,7 +473,11 @@ for (const r of results.filter((x) => x.windows && x.windows.length > 0)) {
 const stem = resultStem("e2e");
 const file = `${stem}.json`;
 // The worker's trail compaction runs as in production (every 5 minutes, paced): its settings go with the result.
-const trailCompaction = { spreadMs: config().trailCompactionSpreadMs, driversPerStep: config().trailCompactionDriversPerStep };
+const trailCompaction = {
+  spreadMs: config().trailCompactionSpreadMs,
+  driversPerStep: config().trailCompactionDriversPerStep,
+  yieldLag: config().trailCompactionYieldLag,
+};
 await Bun.write(file, JSON.stringify({ drivers: DRIVERS, seconds: SECONDS, args, trailCompaction, ...(prefill ? { prefill } : {}), results }, null, 2));
 console.log(`\nwritten ${file}`);
 const sustained = results.find((r) => r.windows && r.windows.length > 0);

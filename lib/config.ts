@@ -280,6 +280,11 @@ export function parseConfig(env: Env = process.env) {
      */
     trailCompactionDriversPerStep: integer(env, "TRAIL_COMPACTION_DRIVERS_PER_STEP", 200, 1, 100_000),
     trailCompactionSpreadMs: integer(env, "TRAIL_COMPACTION_SPREAD_MS", 2_400_000, 0, 3_000_000),
+    /**
+     * Compaction waits between steps while the position worker's Kafka lag is over this many messages (fresh
+     * positions first; ~1.6 s of messages at 25,000 positions/s in batches of 4). 0 = never waits for ingest.
+     */
+    trailCompactionYieldLag: integer(env, "TRAIL_COMPACTION_YIELD_LAG", 10_000, 0, 100_000_000),
     /** The bridge answers 503 on /ready once messages have waited this long with none forwarded (Kafka not taking them). */
     bridgeStalledAfterMs: integer(env, "BRIDGE_STALLED_AFTER_MS", 30_000, 100, 3_600_000),
     // Each batch split by driver over this many connections, applied in parallel transactions: one per core here.

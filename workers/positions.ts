@@ -76,6 +76,8 @@ async function main() {
       queueUsage: usage,
     }),
   );
+  // The consumer's lag in messages, as last read by the consumer_lag job (trail compaction yields to ingest on it).
+  let consumerLag = 0;
   const upkeep = scheduleUpkeep(
     [
       { name: "sweep_offline_drivers", everyMs: 5_000, run: () => sql`select sweep_offline_drivers()` },
@@ -92,6 +94,7 @@ async function main() {
           compactTrail(sql, {
             driversPerStep: cfg.trailCompactionDriversPerStep,
             spreadMs: cfg.trailCompactionSpreadMs,
+            ingestBehind: () => cfg.trailCompactionYieldLag > 0 && consumerLag > cfg.trailCompactionYieldLag,
           }),
       },
       {
@@ -103,7 +106,10 @@ async function main() {
       {
         name: "consumer_lag",
         everyMs: 2_000,
-        run: async () => metrics.consumerLag.set([...(await consumer.lag()).values()].reduce((a, b) => a + b, 0)),
+        run: async () => {
+          consumerLag = [...(await consumer.lag()).values()].reduce((a, b) => a + b, 0);
+          metrics.consumerLag.set(consumerLag);
+        },
       },
     ],
     (job, error) => {

@@ -31,6 +31,9 @@ export function scheduleUpkeep(jobs: UpkeepJob[], onFailure: (job: string, error
   return { stop: () => timers.forEach(clearInterval) };
 }
 
+/** How often a compaction waiting for ingest to catch up looks again. */
+export const INGEST_CHECK_MS = 1_000;
+
 export interface CompactionPacing {
   /** Drivers per step (one transaction each). */
   driversPerStep: number;
@@ -41,6 +44,11 @@ export interface CompactionPacing {
    * wait. 0 = no pauses.
    */
   spreadMs: number;
+  /**
+   * Whether ingest is behind (the worker's Kafka lag over a limit): then the job waits between steps, checking every
+   * second, until it is not. Fresh positions come first; compaction catches up when the box has room.
+   */
+  ingestBehind?: () => boolean;
   /** The clock and the pause (a test passes its own pause to see them without waiting). */
   now?: () => number;
   sleep?: (ms: number) => Promise<unknown>;
@@ -63,7 +71,8 @@ export function pauseOnSchedule(startedMs: number, nowMs: number, doneShare: num
 
 /**
  * Rolls the trail's closed hours into the compact table (migration 0014), `driversPerStep` drivers per transaction
- * so no step holds its locks long, paced over `spreadMs`; returns the positions moved. Steps serialise in the
+ * so no step holds its locks long, paced over `spreadMs` and yielding while ingest is behind; returns the positions
+ * moved. Steps serialise in the
  * database, so two workers running this at once only wait for each other. A step after a long pause (hours of raw
  * trail per driver) may outlast the worker role's 60 s statement timeout: the step's own transaction allows it 10
  * minutes.
@@ -86,6 +95,7 @@ export async function compactTrail(sql: Sql, pacing: CompactionPacing = { driver
       const pause = pauseOnSchedule(startedMs, now(), idSpaceShare(after), pacing.spreadMs);
       if (pause > 0) await sleep(pause);
     }
+    while (after !== null && pacing.ingestBehind?.()) await sleep(INGEST_CHECK_MS);
   } while (after !== null);
   return moved;
 }

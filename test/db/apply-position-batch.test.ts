@@ -194,7 +194,7 @@ test("a driver moved by another transaction meanwhile: the batch is refused with
   expect((await state(driverA)).position_at.getTime()).toBe(NOW - 4_000);
 });
 
-test("a second batch in one transaction starts from an empty staging table, and the next transaction too", async () => {
+test("a second batch in one transaction starts from an empty staging table, and the table keeps its file (so the apply's plan is kept, 0023)", async () => {
   const driverC = (await db.sql<{ id: string }[]>`insert into drivers (name) values ('C') returning id`)[0]!.id;
   await db.sql`insert into driver_state (driver_id) values (${driverC})`;
   const conn = await db.sql.reserve();
@@ -208,17 +208,21 @@ test("a second batch in one transaction starts from an empty staging table, and 
       }
     };
     const apply = async () => (await conn<{ staged: number; applied: number }[]>`select staged, applied from apply_position_batch()`)[0]!;
+    const fileOf = async () => (await conn<{ f: string }[]>`select pg_relation_filenode('pg_temp.position_staging')::text as f`)[0]!.f;
 
     await conn`begin`;
     await stage([30, 28]);
+    const file = await fileOf();
     expect(await apply()).toMatchObject({ staged: 2, applied: 2 });
     await stage([26]);
     expect(await apply()).toMatchObject({ staged: 1, applied: 1 }); // not the first batch's rows again
+    expect(await fileOf()).toBe(file);
     await conn`commit`;
 
     await conn`begin`;
     await stage([24, 22, 20]);
     expect(await apply()).toMatchObject({ staged: 3, applied: 3 });
+    expect(await fileOf()).toBe(file); // a TRUNCATE would give it a new file, and every plan reading it would be made again
     await conn`commit`;
   } finally {
     conn.release();

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { cellOf } from "../../lib/h3.ts";
 import { applyPositionBatch } from "../../workers/apply-batch.ts";
-import { compactTrail, idSpaceShare } from "../../workers/upkeep.ts";
+import { INGEST_CHECK_MS, compactTrail, idSpaceShare } from "../../workers/upkeep.ts";
 import type { StagedPosition } from "../../workers/decode-batch.ts";
 import { generateTrailDay } from "../../bench/trail/generate.ts";
 import { freshDatabase, type TestDatabase } from "../support/db.ts";
@@ -204,6 +204,22 @@ test("the worker's job keeps to its schedule: a pause after each step that moved
   // Only the two drivers' steps moved fixes; each waits until its share of the id space is due.
   const due = drivers.map((d) => 1_000_000 + idSpaceShare(d) * spreadMs).sort((a, b) => a - b);
   expect(pauses.map((p) => p.dueMs)).toEqual(due);
+});
+
+test("the worker's job waits while ingest is behind, then goes on", async () => {
+  const driver = await newDriver();
+  await insertRaw(driver, ride(BASE + 40 * 60_000, 4));
+  let behind = 3; // ingest is behind for the first three looks
+  const sleeps: number[] = [];
+  const moved = await compactTrail(db.sql, {
+    driversPerStep: 100_000,
+    spreadMs: 0,
+    ingestBehind: () => behind-- > 0,
+    sleep: async (ms) => sleeps.push(ms),
+  });
+  expect(moved).toBeGreaterThanOrEqual(4);
+  expect(await rawCount(driver)).toBe(0);
+  expect(sleeps).toEqual([INGEST_CHECK_MS, INGEST_CHECK_MS, INGEST_CHECK_MS]);
 });
 
 test("the current hour is not compacted", async () => {
