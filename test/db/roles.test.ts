@@ -99,6 +99,9 @@ const CASES: { role: ServiceRole; action: string; run: Action; expected: string 
   { role: "tracking_worker", action: "assign_batch (0017)", run: (sql) => sql`select * from assign_batch('{}'::uuid[], '{}'::uuid[], '{}'::int[])`, expected: "42501" },
   { role: "tracking_worker", action: "sweep_offline_drivers()", run: (sql) => sql`select sweep_offline_drivers()`, expected: "allowed" },
   { role: "tracking_worker", action: "partition upkeep: trail_upkeep()", run: (sql) => sql`select trail_upkeep()`, expected: "allowed" },
+  // The apply's hop check with scalar limits (0023): the worker may run it (so the apply inlines it), the API not.
+  { role: "tracking_worker", action: "position_hop_too_fast() (0023)", run: (sql) => sql`select position_hop_too_fast(40.7, -74, now(), 40.71, -74, now(), 500, 70)`, expected: "allowed" },
+  { role: "tracking_api", action: "position_hop_too_fast() (0023)", run: (sql) => sql`select position_hop_too_fast(40.7, -74, now(), 40.71, -74, now(), 500, 70)`, expected: REFUSED },
   // The compact trail (0014): the worker compacts through the function only.
   { role: "tracking_worker", action: "compact_trail_step()", run: (sql) => sql`select * from compact_trail_step(null, 10)`, expected: "allowed" },
   { role: "tracking_worker", action: "SELECT position_trail_compact", run: (sql) => sql`select * from position_trail_compact limit 1`, expected: REFUSED },
