@@ -3,17 +3,15 @@
  * row (compact_trail_step, shipped since 0014) or read and then dropped with their partition (the same step with its
  * DELETE … RETURNING turned into a SELECT, followed by a TRUNCATE, as hourly raw partitions would allow).
  *
- * A day of trail for --drivers drivers is generated in SQL into a fresh database (bench/trail/generate.sql) and kept
+ * A day of trail for --drivers drivers is generated in SQL into a scratch database (bench/trail/generate.sql) and kept
  * aside; each run restores it and compacts it both ways, alternating, measuring the backend's CPU, wall time and the
  * WAL written, the cleanup (VACUUM after the delete, TRUNCATE after the select) included.
  * Writes bench/results/trail-move-<time>.json and prints a table.
  */
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import postgres from "postgres";
-import { migrateDatabase } from "../db/migrate.ts";
-import { config } from "../lib/config.ts";
 import { connectDatabase, type Sql } from "../lib/db.ts";
+import { createScratchDatabase } from "../tools/scratch-database.ts";
 import { CLK_TCK, procSample } from "./support/process-stats.ts";
 import { resultStem } from "./support/plot.ts";
 import { generateTrailDay } from "./trail/generate.ts";
@@ -28,21 +26,8 @@ const { values: args } = parseArgs({
 const DRIVERS = Number(args.drivers);
 const RUNS = Number(args.runs);
 const STEP = Number(args.step);
-const DATABASE = "trail_move_bench";
 const HOUR = 3_600_000;
 const log = (message: string) => console.error(`[${new Date().toISOString().slice(11, 19)}] ${message}`);
-
-async function freshDatabase(): Promise<string> {
-  const url = new URL(config().databaseUrl);
-  url.pathname = "/postgres";
-  const admin = postgres(url.toString(), { max: 1, onnotice: () => {} });
-  await admin.unsafe(`drop database if exists ${DATABASE} with (force)`);
-  await admin.unsafe(`create database ${DATABASE}`);
-  await admin.end();
-  url.pathname = `/${DATABASE}`;
-  await migrateDatabase(url.toString());
-  return url.toString();
-}
 
 interface Cost {
   wallS: number;
@@ -71,7 +56,8 @@ async function compactAll(conn: Sql, fn: string, before: Date) {
   } while (after !== null);
 }
 
-const sql = connectDatabase(await freshDatabase(), { max: 2, application: "bench-trail-move" });
+const scratch = await createScratchDatabase(`bench_trail_move_${process.pid}`);
+const sql = connectDatabase(scratch.url, { max: 2, application: "bench-trail-move" });
 try {
   const day = new Date(Math.floor(Date.now() / (24 * HOUR)) * 24 * HOUR - 2 * 24 * HOUR);
   log(`generating ${DRIVERS} drivers x a day (${day.toISOString().slice(0, 10)}) in SQL`);
@@ -137,4 +123,5 @@ try {
   console.log(`\n${stem}.json`);
 } finally {
   await sql.end();
+  await scratch.drop();
 }
