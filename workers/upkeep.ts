@@ -72,10 +72,9 @@ export function pauseOnSchedule(startedMs: number, nowMs: number, doneShare: num
 /**
  * Rolls the trail's closed hours into the compact table (migration 0014), `driversPerStep` drivers per transaction
  * so no step holds its locks long, paced over `spreadMs` and yielding while ingest is behind; returns the positions
- * moved. Steps serialise in the
- * database, so two workers running this at once only wait for each other. A step after a long pause (hours of raw
- * trail per driver) may outlast the worker role's 60 s statement timeout: the step's own transaction allows it 10
- * minutes.
+ * moved. Steps serialise in the database, so two workers running this at once only wait for each other. A step
+ * after a long pause (hours of raw trail per driver) may outlast the worker role's 60 s statement timeout: the
+ * step's own transaction allows it 10 minutes. On shutdown the worker exits without waiting for a pause to end.
  */
 export async function compactTrail(sql: Sql, pacing: CompactionPacing = { driversPerStep: 200, spreadMs: 0 }): Promise<number> {
   const now = pacing.now ?? (() => Date.now());
