@@ -472,11 +472,20 @@ for (const r of results.filter((x) => x.windows && x.windows.length > 0)) {
 }
 const stem = resultStem("e2e");
 const file = `${stem}.json`;
-// The worker's trail compaction runs as in production (every 5 minutes, paced): its settings go with the result.
+// The worker's trail compaction runs as in production (every 5 minutes, paced): its settings go with the result,
+// and, after a prefill, what it had to do (a run's first pass finds more or less of the prefilled hour closed,
+// depending on the clock): the fixes it moved, and the raw ones still before its cutoff at the end.
+const compactionWork = prefill
+  ? (await sql<{ moved: string; waiting: string }[]>`
+      select (select coalesce(sum(fixes), 0) from position_trail_compact)::text as moved,
+             (select count(*) from position_trail where recorded_at < trail_compaction_cutoff())::text as waiting`)[0]
+  : undefined;
+if (compactionWork) console.log(`trail compaction: ${compactionWork.moved} fixes moved, ${compactionWork.waiting} still before its cutoff`);
 const trailCompaction = {
   spreadMs: config().trailCompactionSpreadMs,
   driversPerStep: config().trailCompactionDriversPerStep,
   yieldLag: config().trailCompactionYieldLag,
+  ...(compactionWork ? { movedFixes: Number(compactionWork.moved), waitingFixes: Number(compactionWork.waiting) } : {}),
 };
 await Bun.write(file, JSON.stringify({ drivers: DRIVERS, seconds: SECONDS, args, trailCompaction, ...(prefill ? { prefill } : {}), results }, null, 2));
 console.log(`\nwritten ${file}`);
