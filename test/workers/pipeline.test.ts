@@ -130,19 +130,23 @@ describe("pipeline", () => {
   test("a worker killed with SIGKILL mid-stream loses nothing and applies nothing twice", async () => {
     const before = await trailCount();
     const base = Math.floor(Date.now() / 1000) - 600;
-    const sends: Promise<unknown>[] = [];
-    // 999 drivers: the last one reported a newer position through sensor/data above.
-    drivers.slice(0, 999).forEach((id, d) => {
-      for (let m = 0; m < 5; m++) {
-        const batch = Array.from({ length: 4 }, (_, k) => ({ ...position(d, 0), tst: base + (m * 4 + k) * 4 }));
-        sends.push(publisher.publishAsync(`${PREFIX}drivers/${id}/location`, JSON.stringify(batch), { qos: 1 }));
-      }
-    });
+    // 999 drivers (the last one reported a newer position through sensor/data above), 5 messages of 4 fixes each.
+    const publish = (messages: number[]) =>
+      drivers.slice(0, 999).flatMap((id, d) =>
+        messages.map((m) => {
+          const batch = Array.from({ length: 4 }, (_, k) => ({ ...position(d, 0), tst: base + (m * 4 + k) * 4 }));
+          return publisher.publishAsync(`${PREFIX}drivers/${id}/location`, JSON.stringify(batch), { qos: 1 });
+        }),
+      );
+    // The kill comes once the first new batch is in, while the first two messages of each driver may still be in
+    // flight and before the other three are sent: mid-stream by construction, however fast the worker applies.
+    const firstSends = publish([0, 1]);
     await eventually(async () => (await trailCount()) > before, 30_000, "the first new batch");
     worker.proc.kill("SIGKILL");
     await worker.proc.exited;
     const atKill = await trailCount();
-    await Promise.all(sends);
+    await Promise.all(firstSends);
+    await Promise.all(publish([2, 3, 4]));
     worker = await startNodeWorker("positions", env);
     await eventually(async () => (await trailCount()) >= before + 19_980, 60_000, "all 19,980 new positions").catch(
       async (error) => {
