@@ -97,7 +97,8 @@ const DRIVERS = Number(args.drivers);
 const run = `${Date.now() % 1e8}`;
 const PREFIX = `bench/${run}/`;
 
-const scratch = await createScratchDatabase(args["db-name"] ?? `bench_e2e_${run}`);
+// With its scheduled upkeep (pg_cron: the sweep, partitions, paced trail compaction), as the stack's database.
+const scratch = await createScratchDatabase(args["db-name"] ?? `bench_e2e_${run}`, { upkeep: true });
 const dbName = scratch.name;
 const dbUrl = scratch.url;
 const sql = connectDatabase(dbUrl, { max: 2 });
@@ -472,7 +473,7 @@ for (const r of results.filter((x) => x.windows && x.windows.length > 0)) {
 }
 const stem = resultStem("e2e");
 const file = `${stem}.json`;
-// The worker's trail compaction runs as in production (every 5 minutes, paced): its settings go with the result,
+// The trail compaction runs as in production (pg_cron's job in the database, paced): its settings go with the result,
 // and, after a prefill, what it had to do (a run's first pass finds more or less of the prefilled hour closed,
 // depending on the clock): the fixes it moved, and the raw ones still before its cutoff at the end.
 const compactionWork = prefill
@@ -482,6 +483,7 @@ const compactionWork = prefill
   : undefined;
 if (compactionWork) console.log(`trail compaction: ${compactionWork.moved} fixes moved, ${compactionWork.waiting} still before its cutoff`);
 const trailCompaction = {
+  scheduler: "pg_cron",
   spreadMs: config().trailCompactionSpreadMs,
   driversPerStep: config().trailCompactionDriversPerStep,
   yieldLag: config().trailCompactionYieldLag,

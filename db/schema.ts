@@ -201,4 +201,13 @@ export const trackingSettings = pgTable("tracking_settings", {
   reanchorAfter: smallint("reanchor_after").notNull().default(3),
   /** How far a fix's own time may be ahead of the bridge's receive time. */
   maxFutureSkewMs: integer("max_future_skew_ms").notNull().default(2000),
+  /**
+   * Trail compaction, run by pg_cron inside the database (migration 0024): drivers per step (one transaction each),
+   * the time a pass that finds fixes is spread over, the Kafka lag (reported by the workers) above which it waits
+   * for ingest, and the least time between the starts of two passes.
+   */
+  trailCompactionDriversPerStep: integer("trail_compaction_drivers_per_step").notNull().default(200),
+  trailCompactionSpreadS: integer("trail_compaction_spread_s").notNull().default(2400),
+  trailCompactionYieldLag: bigint("trail_compaction_yield_lag", { mode: "number" }).notNull().default(10000),
+  trailCompactionEveryS: integer("trail_compaction_every_s").notNull().default(300),
 });

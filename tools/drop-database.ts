@@ -1,17 +1,19 @@
 /**
  * Drops a scratch or test database once the service roles' sessions have left it. `DROP … WITH (FORCE)` run by the
  * owner terminates only the owner's own sessions: a worker, API or mode publisher backend still exiting (or still
- * finishing a statement its killed process started) makes it fail with 42501. So: no new service sessions, wait
- * (up to `timeoutMs`) for the ones there to end, then drop (again, while one is still on its way out).
+ * finishing a statement its killed process started) makes it fail with 42501. So: its scheduled upkeep is
+ * unregistered (a running job, such as the minute-long sweep, ends on its own), no new service sessions, wait (up to
+ * `timeoutMs`) for the ones there to end, then drop (again, while one is still on its way out).
  */
 import type postgres from "postgres";
 
-export const SERVICE_ROLES = ["tracking_api", "tracking_worker", "tracking_modes"] as const;
+export const SERVICE_ROLES = ["tracking_api", "tracking_worker", "tracking_modes", "tracking_upkeep"] as const;
 
 export async function dropDatabaseWhenServicesLeft(admin: postgres.Sql, name: string, timeoutMs = 60_000): Promise<void> {
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new Error(`database name ${name}: lower-case letters, digits and _`);
   const [exists] = await admin<{ n: number }[]>`select count(*)::int as n from pg_database where datname = ${name}`;
   if (exists!.n === 0) return;
+  await admin`select count(*) from schedule_upkeep(${name}, '[]'::jsonb)`;
   await admin.unsafe(`revoke connect on database ${name} from ${SERVICE_ROLES.join(", ")}`);
   const deadline = Date.now() + timeoutMs;
   for (;;) {

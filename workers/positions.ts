@@ -11,8 +11,11 @@
  * finishes the current batch (or abandons it uncommitted if the database is down) and leaves the group.
  *
  * This file is the consumer loop; the retry policy is apply-retry.ts, the isolation of refused rows
- * isolate-refused.ts, the dead letters dead-letters.ts, the scheduled upkeep upkeep.ts.
+ * isolate-refused.ts, the dead letters dead-letters.ts, the worker's own timers upkeep.ts. The database's scheduled
+ * upkeep (the offline sweep, trail partitions and compaction) runs inside PostgreSQL (pg_cron, migration 0024), once
+ * however many workers there are; the worker reports its Kafka lag there, so the compaction yields to ingest.
  */
+import { hostname } from "node:os";
 import { config } from "../lib/config.ts";
 import { connectDatabase, sqlState } from "../lib/db.ts";
 import { exitCodeFor } from "../lib/errors.ts";
@@ -24,14 +27,14 @@ import { type DecodedBatch, decodeBatchYielding } from "./decode-batch.ts";
 import { applyIsolating } from "./isolate-refused.ts";
 import { logger } from "./log.ts";
 import { createMetrics, notifyQueueWatch, serveMetrics } from "./metrics.ts";
-import { compactTrail, scheduleUpkeep } from "./upkeep.ts";
+import { scheduleUpkeep } from "./upkeep.ts";
 
 const log = logger("positions");
 
 async function main() {
   const cfg = config();
   const metrics = createMetrics("positions");
-  // One connection per parallel apply, and one for the sweep and housekeeping.
+  // One connection per parallel apply, and one for the upkeep timers.
   const sql = connectDatabase(cfg.databaseUrl, { max: cfg.applyConnections + 1, application: "position-worker" });
   const producer = createRecordProducer(cfg.kafkaBootstrapServers, "position-worker-dlq");
   await producer.connect();
@@ -58,11 +61,18 @@ async function main() {
   process.on("SIGTERM", () => (stopping = true));
   process.on("SIGINT", () => (stopping = true));
 
-  // OFFLINE_AFTER lives in tracking_settings from here on, so the sweep and assignment (called by the API) agree.
+  // OFFLINE_AFTER lives in tracking_settings from here on, so the sweep and assignment (called by the API) agree;
+  // so do the trail compaction's settings, which the database's own scheduled job reads (migration 0024).
   // A worker (re)started while the database is away waits for it, as a running one does, instead of exiting into its
   // supervisor's crash-loop count (found by the chaos run: a worker restarted during a 60 s cut gave up).
   await withApplyRetries(
-    () => sql`update tracking_settings set offline_after_s = ${cfg.offlineAfterSeconds} where id = 1`,
+    () => sql`
+      update tracking_settings
+      set offline_after_s = ${cfg.offlineAfterSeconds},
+          trail_compaction_drivers_per_step = ${cfg.trailCompactionDriversPerStep},
+          trail_compaction_spread_s = ${Math.round(cfg.trailCompactionSpreadMs / 1000)},
+          trail_compaction_yield_lag = ${cfg.trailCompactionYieldLag}
+      where id = 1`,
     {
       unknownTries: 1,
       isStopping: () => stopping,
@@ -76,27 +86,10 @@ async function main() {
       queueUsage: usage,
     }),
   );
-  // The consumer's lag in messages, as last read by the consumer_lag job (trail compaction yields to ingest on it).
-  let consumerLag = 0;
+  // This worker's name in the database's lag reports (ingest_lag): the trail compaction waits while their sum is high.
+  const lagReporter = `${hostname()}:${process.pid}`;
   const upkeep = scheduleUpkeep(
     [
-      { name: "sweep_offline_drivers", everyMs: 5_000, run: () => sql`select sweep_offline_drivers()` },
-      {
-        name: "trail_partitions",
-        everyMs: 3_600_000,
-        run: () => sql`select trail_upkeep()`,
-      },
-      // Closed hours of the raw trail into the compact table (0014): the hour closes, 10 minutes pass, then this.
-      {
-        name: "trail_compaction",
-        everyMs: 300_000,
-        run: () =>
-          compactTrail(sql, {
-            driversPerStep: cfg.trailCompactionDriversPerStep,
-            spreadMs: cfg.trailCompactionSpreadMs,
-            ingestBehind: () => cfg.trailCompactionYieldLag > 0 && consumerLag > cfg.trailCompactionYieldLag,
-          }),
-      },
       {
         // The LISTEN/NOTIFY queue and the order notices skipped because it was over its limit (migration 0012).
         name: "notify_queue",
@@ -107,8 +100,9 @@ async function main() {
         name: "consumer_lag",
         everyMs: 2_000,
         run: async () => {
-          consumerLag = [...(await consumer.lag()).values()].reduce((a, b) => a + b, 0);
-          metrics.consumerLag.set(consumerLag);
+          const lag = [...(await consumer.lag()).values()].reduce((a, b) => a + b, 0);
+          metrics.consumerLag.set(lag);
+          await sql`select report_ingest_lag(${lagReporter}, ${lag})`;
         },
       },
     ],

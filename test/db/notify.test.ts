@@ -15,9 +15,13 @@ let restaurant: string;
 let customer: string;
 const pools: Sql[] = [];
 
-/** The worker's role, with tracking.notify_queue_limit set for its sessions (undefined: the default, 0.5). */
-function workerWithLimit(limit: string | undefined): Sql {
-  const url = new URL(serviceUrl(db.url, "tracking_worker"));
+/**
+ * The worker's role (or the owner's, for the sweep: it runs as tracking_upkeep, which has no login, and its rights
+ * are tested in upkeep-jobs.test.ts), with tracking.notify_queue_limit set for its sessions (undefined: the
+ * default, 0.5).
+ */
+function workerWithLimit(limit: string | undefined, as: "worker" | "owner" = "worker"): Sql {
+  const url = new URL(as === "worker" ? serviceUrl(db.url, "tracking_worker") : db.url);
   // A startup parameter: every session of this pool has the setting, as ALTER DATABASE … SET would give it.
   if (limit !== undefined) url.searchParams.set("options", `-c tracking.notify_queue_limit=${limit}`);
   const sql = connectDatabase(url.toString(), { max: 2, application: "test-notify" });
@@ -115,11 +119,11 @@ for (const c of CASES) {
 
   test(`sweep: ${c.name}; every silent driver goes offline either way`, async () => {
     const drivers = await driversOnOrders(2);
-    const worker = workerWithLimit(c.limit);
+    const sweeper = workerWithLimit(c.limit, "owner");
     const before = await skippedSoFar();
     let swept = 0;
     const notices = await noticesOf(async () => {
-      [{ swept }] = (await worker`select sweep_offline_drivers(interval '60 seconds') as swept`) as unknown as [{ swept: number }];
+      [{ swept }] = (await sweeper`select sweep_offline_drivers(interval '60 seconds') as swept`) as unknown as [{ swept: number }];
     });
     // Earlier cases' drivers were moved just now, so only this case's silent drivers are swept.
     expect(swept).toBe(2);

@@ -182,7 +182,7 @@ describe("the other paths that move drivers", () => {
     const idle = await newDriver("available", { receivedAgoS: 120 });
     const live = await newDriver("delivering", { receivedAgoS: 120 });
     await newDriver("offline", { receivedAgoS: 120 });
-    const notices = await modeNotices(() => worker`select sweep_offline_drivers(interval '60 seconds')`);
+    const notices = await modeNotices(() => db.sql`select sweep_offline_drivers(interval '60 seconds')`);
     expect(notices.filter((n) => [idle, live].includes(n.driver_id)).map((n) => `${n.mode} ${n.state}`)).toEqual([
       "off offline",
       "off offline",
@@ -299,7 +299,7 @@ describe("dispatch and geofences with batched idle fixes", () => {
     const applied = await applyPositions(worker, idleBatch(driver, IDLE_SEND_EVERY_S - 1));
     expect(applied.applied).toBe(7);
     expect(await statusOf(driver)).toBe("available");
-    await worker`select sweep_offline_drivers()`;
+    await db.sql`select sweep_offline_drivers()`;
     expect(await statusOf(driver)).toBe("available");
     const order = await newOrder("confirmed");
     const [assigned] = await api<{ driver_id: string }[]>`
@@ -311,7 +311,7 @@ describe("dispatch and geofences with batched idle fixes", () => {
     await db.sql`update driver_state set status = 'offline' where status = 'available'`;
     const driver = await newDriver("offline", { receivedAgoS: 600 });
     await applyPositions(worker, idleBatch(driver, 61));
-    await worker`select sweep_offline_drivers()`;
+    await db.sql`select sweep_offline_drivers()`;
     expect(await statusOf(driver)).toBe("offline");
     const order = await newOrder("confirmed");
     const refused = await api`select assign_nearest_driver(${order}, null::bigint[], null::real[], 20000)`.then(

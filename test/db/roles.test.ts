@@ -97,13 +97,21 @@ const CASES: { role: ServiceRole; action: string; run: Action; expected: string 
   { role: "tracking_worker", action: "open_position_staging() + COPY's target", run: (sql) => sql`select open_position_staging()`.then(() => sql`insert into position_staging (seq, driver_id, recorded_at, lat, lon, h3) values (0, ${ids.driver}, now(), 40.7, -73.9, 1)`), expected: "allowed" },
   { role: "tracking_worker", action: "UPDATE tracking_settings (offline_after_s)", run: (sql) => sql`update tracking_settings set offline_after_s = 60 where id = 1`, expected: "allowed" },
   { role: "tracking_worker", action: "assign_batch (0017)", run: (sql) => sql`select * from assign_batch('{}'::uuid[], '{}'::uuid[], '{}'::int[])`, expected: "42501" },
-  { role: "tracking_worker", action: "sweep_offline_drivers()", run: (sql) => sql`select sweep_offline_drivers()`, expected: "allowed" },
-  { role: "tracking_worker", action: "partition upkeep: trail_upkeep()", run: (sql) => sql`select trail_upkeep()`, expected: "allowed" },
+  // The scheduled upkeep runs in the database as tracking_upkeep (0024; its own rows: test/db/upkeep-jobs.test.ts).
+  { role: "tracking_worker", action: "sweep_offline_drivers() (0024: the database's job)", run: (sql) => sql`select sweep_offline_drivers()`, expected: REFUSED },
+  { role: "tracking_worker", action: "trail_upkeep() (0024: the database's job)", run: (sql) => sql`select trail_upkeep()`, expected: REFUSED },
+  { role: "tracking_worker", action: "CALL trail_compaction_tick() (0024)", run: (sql) => sql`call trail_compaction_tick('1 second')`, expected: REFUSED },
+  { role: "tracking_worker", action: "report_ingest_lag() (0024)", run: (sql) => sql`select report_ingest_lag('w', 5)`, expected: "allowed" },
+  { role: "tracking_worker", action: "UPDATE tracking_settings (trail compaction, 0024)", run: (sql) => sql`update tracking_settings set trail_compaction_spread_s = 2400, trail_compaction_drivers_per_step = 200, trail_compaction_yield_lag = 10000 where id = 1`, expected: "allowed" },
+  { role: "tracking_worker", action: "UPDATE tracking_settings (compaction cadence)", run: (sql) => sql`update tracking_settings set trail_compaction_every_s = 0`, expected: REFUSED },
+  { role: "tracking_worker", action: "UPDATE trail_compaction_pass", run: (sql) => sql`update trail_compaction_pass set started_at = null`, expected: REFUSED },
+  { role: "tracking_api", action: "report_ingest_lag()", run: (sql) => sql`select report_ingest_lag('w', 5)`, expected: REFUSED },
+  { role: "tracking_api", action: "ingest_lag_now()", run: (sql) => sql`select ingest_lag_now()`, expected: REFUSED },
   // The apply's hop check with scalar limits (0023): the worker may run it (so the apply inlines it), the API not.
   { role: "tracking_worker", action: "position_hop_too_fast() (0023)", run: (sql) => sql`select position_hop_too_fast(40.7, -74, now(), 40.71, -74, now(), 500, 70)`, expected: "allowed" },
   { role: "tracking_api", action: "position_hop_too_fast() (0023)", run: (sql) => sql`select position_hop_too_fast(40.7, -74, now(), 40.71, -74, now(), 500, 70)`, expected: REFUSED },
   // The compact trail (0014): the worker compacts through the function only.
-  { role: "tracking_worker", action: "compact_trail_step()", run: (sql) => sql`select * from compact_trail_step(null, 10)`, expected: "allowed" },
+  { role: "tracking_worker", action: "compact_trail_step() (0024: the database's job)", run: (sql) => sql`select * from compact_trail_step(null, 10)`, expected: REFUSED },
   { role: "tracking_worker", action: "SELECT position_trail_compact", run: (sql) => sql`select * from position_trail_compact limit 1`, expected: REFUSED },
   { role: "tracking_worker", action: "DELETE position_trail_compact", run: (sql) => sql`delete from position_trail_compact`, expected: REFUSED },
   { role: "tracking_worker", action: "drop_old_compact_trail_partitions(-1)", run: (sql) => sql`select drop_old_compact_trail_partitions(-1)`, expected: REFUSED },
@@ -185,6 +193,7 @@ test("the superuser is postgres alone; no service role may manage roles or datab
     { rolname: "tracking_api", rolsuper: false, rolcreaterole: false, rolcreatedb: false, rolbypassrls: false },
     { rolname: "tracking_modes", rolsuper: false, rolcreaterole: false, rolcreatedb: false, rolbypassrls: false },
     { rolname: "tracking_owner", rolsuper: false, rolcreaterole: false, rolcreatedb: true, rolbypassrls: false },
+    { rolname: "tracking_upkeep", rolsuper: false, rolcreaterole: false, rolcreatedb: false, rolbypassrls: false },
     { rolname: "tracking_worker", rolsuper: false, rolcreaterole: false, rolcreatedb: false, rolbypassrls: false },
   ]);
 });

@@ -1,5 +1,6 @@
 // The offline sweep on real PostgreSQL: who goes offline, what is logged, and which orders hear of it.
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { waitFor } from "../api/support/wait.ts";
 import { freshDatabase, type TestDatabase } from "../support/db.ts";
 
 let db: TestDatabase;
@@ -113,3 +114,28 @@ for (const c of STREAM_TIME_CASES) {
     expect(drivers.map((d) => status.get(d.id) === "offline")).toEqual([...c.offline]);
   });
 }
+
+// The scheduled job (0024): sweep_offline_drivers_for sweeps every p_every for p_for, one transaction per sweep, so
+// a driver that falls silent while it runs goes offline at one of its next sweeps, not at the next job.
+test("the job's loop sweeps again and again: a driver that falls silent mid-loop goes offline within it", async () => {
+  const newDriver = async (name: string, receivedAt: string) => {
+    const [d] = await db.sql<{ id: string }[]>`insert into drivers (name) values (${name}) returning id`;
+    await db.sql`
+      insert into driver_state (driver_id, status, received_at, position_at, status_since)
+      values (${d!.id}, 'available', ${receivedAt}::timestamptz, ${receivedAt}::timestamptz, now() - interval '1 hour')`;
+    return d!.id;
+  };
+  const statusOf = async (id: string) =>
+    (await db.sql<{ status: string }[]>`select status::text from driver_state where driver_id = ${id}`)[0]!.status;
+  // Silence is judged against the newest position heard, never later than now() (0016): one driver dated ahead
+  // keeps that at now() while the loop runs.
+  await newDriver("ahead", new Date(Date.now() + 3_600_000).toISOString());
+  const canary = await newDriver("silent from the start", new Date(Date.now() - 120_000).toISOString());
+  const target = await newDriver("falls silent", new Date().toISOString());
+  const loop = db.sql`call sweep_offline_drivers_for(interval '10 seconds', interval '1 second')`.execute(); // starts now
+  await waitFor("the loop's first sweep", async () => (await statusOf(canary)) === "offline");
+  expect(await statusOf(target)).toBe("available");
+  await db.sql`update driver_state set received_at = now() - interval '2 minutes' where driver_id = ${target}`;
+  await loop;
+  expect(await statusOf(target)).toBe("offline");
+});

@@ -3,7 +3,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { cellOf } from "../../lib/h3.ts";
 import { applyPositionBatch } from "../../workers/apply-batch.ts";
-import { INGEST_CHECK_MS, compactTrail, idSpaceShare } from "../../workers/upkeep.ts";
 import type { StagedPosition } from "../../workers/decode-batch.ts";
 import { generateTrailDay } from "../../bench/trail/generate.ts";
 import { freshDatabase, type TestDatabase } from "../support/db.ts";
@@ -173,53 +172,121 @@ test("compaction is idempotent: a second run moves nothing and leaves the same r
   expect(await compactState()).toEqual(first);
 });
 
-test("the worker's job walks every driver in steps", async () => {
+/** The compaction job's settings (tracking_settings, 0024) for one test; the pass row starts afresh. */
+async function compactionSettings(settings: { perStep: number; spreadS: number; yieldLag?: number; everyS?: number }) {
+  await db.sql`
+    update tracking_settings
+    set trail_compaction_drivers_per_step = ${settings.perStep}, trail_compaction_spread_s = ${settings.spreadS},
+        trail_compaction_yield_lag = ${settings.yieldLag ?? 0}, trail_compaction_every_s = ${settings.everyS ?? 0}
+    where id = 1`;
+  await db.sql`
+    update trail_compaction_pass
+    set started_at = null, after_driver = null, last_step_moved = 0, moved = 0, last_started_at = null, finished_at = null`;
+  await db.sql`delete from ingest_lag`;
+}
+const pass = async () =>
+  (await db.sql<{ started: boolean; after_driver: string | null; moved: number; finished: boolean }[]>`
+    select started_at is not null as started, after_driver, moved::int, finished_at is not null as finished
+    from trail_compaction_pass`)[0]!;
+const tick = (budget: string) => db.sql`call trail_compaction_tick(${budget}::interval)`;
+const driverWithId = async (id: string) => {
+  await db.sql`insert into drivers (id, name) values (${id}, 't')`;
+  return id;
+};
+
+test("a tick walks every driver in steps, one pass, and starts no new pass before its time", async () => {
+  await compactionSettings({ perStep: 1, spreadS: 0, everyS: 3600 });
   const drivers = [await newDriver(), await newDriver(), await newDriver()];
   for (const d of drivers) await insertRaw(d, ride(BASE + 40 * 60_000, 4));
-  expect(await compactTrail(db.sql, { driversPerStep: 1, spreadMs: 0 })).toBeGreaterThanOrEqual(12);
+  await tick("5 minutes");
   for (const d of drivers) {
     expect(await rawCount(d)).toBe(0);
     expect((await segments(d)).map((s) => s.fixes)).toEqual([4]);
   }
-  expect(await compactTrail(db.sql, { driversPerStep: 1, spreadMs: 0 })).toBe(0);
+  expect(await pass()).toMatchObject({ started: false, finished: true });
+  expect((await pass()).moved).toBeGreaterThanOrEqual(12);
+  // The pass finished; the next may start an hour after this one did, so a tick now does nothing.
+  const late = await newDriver();
+  await insertRaw(late, ride(BASE + 40 * 60_000, 4));
+  await tick("5 minutes");
+  expect(await rawCount(late)).toBe(4);
+  await db.sql`update tracking_settings set trail_compaction_every_s = 0`;
+  await tick("5 minutes");
+  expect(await rawCount(late)).toBe(0);
 });
 
-test("the worker's job keeps to its schedule: a pause after each step that moved fixes, up to where the pass is due", async () => {
-  const drivers = [await newDriver(), await newDriver()];
-  for (const d of drivers) await insertRaw(d, ride(BASE + 40 * 60_000, 4));
-  const spreadMs = 3_600_000;
-  let clock = 1_000_000; // a clock that moves only when the job pauses
-  const pauses: { ms: number; dueMs: number }[] = [];
-  const moved = await compactTrail(db.sql, {
-    driversPerStep: 1,
-    spreadMs,
-    now: () => clock,
-    sleep: async (ms) => {
-      pauses.push({ ms, dueMs: clock + ms });
-      clock += ms;
-    },
-  });
-  expect(moved).toBeGreaterThanOrEqual(8);
-  for (const d of drivers) expect(await rawCount(d)).toBe(0);
-  // Only the two drivers' steps moved fixes; each waits until its share of the id space is due.
-  const due = drivers.map((d) => 1_000_000 + idSpaceShare(d) * spreadMs).sort((a, b) => a - b);
-  expect(pauses.map((p) => p.dueMs)).toEqual(due);
+describe("a pass keeps to its schedule: after a step that moved fixes it waits until the share done is due", () => {
+  // The pass is half done (the last driver's id is half the id space) and the last step moved fixes; the driver
+  // after it has fixes to move. Started just now, half of the 50-minute spread is not due: the tick only waits. Started
+  // an hour ago, the pass is behind: the tick goes on at once.
+  const cases = [
+    { name: "ahead of schedule: waits, moves nothing", startedAgo: "0 s", budget: "1.5 seconds", moves: false },
+    { name: "behind schedule (a backlog): no wait", startedAgo: "1 hour", budget: "1 minute", moves: true },
+  ];
+  for (const c of cases) {
+    test(c.name, async () => {
+      await compactionSettings({ perStep: 1, spreadS: 3000 });
+      const next = await driverWithId(`c${crypto.randomUUID().slice(1)}`);
+      await insertRaw(next, ride(BASE + 40 * 60_000, 4));
+      await db.sql`
+        update trail_compaction_pass
+        set started_at = now() - ${c.startedAgo}::interval, last_started_at = now() - ${c.startedAgo}::interval,
+            after_driver = '80000000-0000-4000-8000-000000000000', last_step_moved = 5`;
+      await tick(c.budget);
+      expect(await rawCount(next)).toBe(c.moves ? 0 : 4);
+      expect((await pass()).started).toBe(!c.moves);
+    });
+  }
 });
 
-test("the worker's job waits while ingest is behind, then goes on", async () => {
+test("a pass waits while the workers report ingest behind, then goes on", async () => {
+  await compactionSettings({ perStep: 100_000, spreadS: 0, yieldLag: 10_000 });
   const driver = await newDriver();
   await insertRaw(driver, ride(BASE + 40 * 60_000, 4));
-  let behind = 3; // ingest is behind for the first three looks
-  const sleeps: number[] = [];
-  const moved = await compactTrail(db.sql, {
-    driversPerStep: 100_000,
-    spreadMs: 0,
-    ingestBehind: () => behind-- > 0,
-    sleep: async (ms) => sleeps.push(ms),
-  });
-  expect(moved).toBeGreaterThanOrEqual(4);
+  await db.sql`select report_ingest_lag('worker-a', 6000), report_ingest_lag('worker-b', 6000)`; // 12,000 in all
+  await tick("1.5 seconds");
+  expect(await rawCount(driver)).toBe(4);
+  expect((await pass()).started).toBe(true);
+  await db.sql`select report_ingest_lag('worker-b', 0)`;
+  await tick("1 minute");
   expect(await rawCount(driver)).toBe(0);
-  expect(sleeps).toEqual([INGEST_CHECK_MS, INGEST_CHECK_MS, INGEST_CHECK_MS]);
+  expect(await pass()).toMatchObject({ started: false, finished: true });
+});
+
+test("a lag report older than 10 s is a worker gone: it does not hold the compaction back", async () => {
+  await compactionSettings({ perStep: 100_000, spreadS: 0, yieldLag: 10_000 });
+  await db.sql`select report_ingest_lag('gone', 50000)`;
+  expect(Number((await db.sql`select ingest_lag_now() as n`)[0]!.n)).toBe(50_000);
+  await db.sql`update ingest_lag set reported_at = now() - interval '11 seconds'`;
+  expect(Number((await db.sql`select ingest_lag_now() as n`)[0]!.n)).toBe(0);
+});
+
+const WAIT_CASES: { startedS: number; nowS: number; share: number; spreadS: number; waitS: number }[] = [
+  { startedS: 0, nowS: 1, share: 0.5, spreadS: 40, waitS: 19 }, // ahead: wait for the schedule
+  { startedS: 0, nowS: 20, share: 0.5, spreadS: 40, waitS: 0 }, // on time
+  { startedS: 0, nowS: 30, share: 0.5, spreadS: 40, waitS: 0 }, // behind (a backlog): no wait
+  { startedS: 5, nowS: 6, share: 0.25, spreadS: 40, waitS: 9 },
+  { startedS: 0, nowS: 1, share: 1.5, spreadS: 40, waitS: 39 }, // a share past 1 counts as 1
+  { startedS: 0, nowS: 1, share: -1, spreadS: 40, waitS: 0 },
+  { startedS: 0, nowS: 1, share: 0.5, spreadS: 0, waitS: 0 }, // no spread: never a wait
+];
+
+test.each(WAIT_CASES)("on schedule: $share done at $nowS s of a $spreadS s spread → wait $waitS s", async ({ startedS, nowS, share, spreadS, waitS }) => {
+  const [row] = await db.sql<{ s: number }[]>`
+    select extract(epoch from trail_compaction_wait(to_timestamp(${startedS}), to_timestamp(${nowS}), ${share}, ${spreadS}))::float8 as s`;
+  expect(row!.s).toBe(waitS);
+});
+
+const SHARE_CASES: [string, number][] = [
+  ["00000000-0000-4000-8000-000000000000", 0],
+  ["80000000-0000-4000-8000-000000000000", 0.5],
+  ["40000000-1111-4000-8000-000000000000", 0.25],
+  ["FFFFFFFF-ffff-4fff-bfff-ffffffffffff", (2 ** 32 - 1) / 2 ** 32],
+];
+
+test.each(SHARE_CASES)("driver %s is %p of the id space", async (id, share) => {
+  const [row] = await db.sql<{ share: number }[]>`select trail_compaction_share(${id}::uuid) as share`;
+  expect(row!.share).toBe(share);
 });
 
 test("the current hour is not compacted", async () => {

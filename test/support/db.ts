@@ -65,7 +65,7 @@ export async function freshDatabase(label: string): Promise<TestDatabase> {
     // A clone starts with the default database ACL (PUBLIC may connect and make temp tables), not the template's:
     // the same as migration 0009 does for the database it migrates.
     await admin.unsafe(`revoke all on database ${name} from public`);
-    await admin.unsafe(`grant connect on database ${name} to tracking_api, tracking_worker, tracking_modes`);
+    await admin.unsafe(`grant connect on database ${name} to tracking_api, tracking_worker, tracking_modes, tracking_upkeep`);
     await admin.unsafe(`grant temporary on database ${name} to tracking_worker`);
     const url = withDatabase(config().databaseUrl, name);
     const sql = connectDatabase(url, { max: 10, application: `test-${label}` });
@@ -76,7 +76,7 @@ export async function freshDatabase(label: string): Promise<TestDatabase> {
         await sql.end({ timeout: 5 });
         const admin2 = postgres(withDatabase(config().databaseUrl, "postgres"), { max: 1, onnotice: () => {} });
         try {
-          await dropDatabaseWhenServicesLeft(admin2, name, 30_000);
+          await dropDatabaseWhenServicesLeft(admin2, name, 90_000);
         } finally {
           await admin2.end();
         }
