@@ -30,6 +30,7 @@ import { startNodeWorker, type WorkerProcess } from "../tools/node-workers.ts";
 import { benchPipeline } from "../tools/pipeline.ts";
 import { serviceUrl } from "../tools/service-url.ts";
 import { createScratchDatabase } from "../tools/scratch-database.ts";
+import { registerUpkeepJobs } from "../db/upkeep-jobs.ts";
 import { CLK_TCK, pidsOf, procSample } from "./support/process-stats.ts";
 import { quantile, scrape } from "./support/prometheus.ts";
 import { prefillRawTrail } from "./trail/prefill.ts";
@@ -97,8 +98,7 @@ const DRIVERS = Number(args.drivers);
 const run = `${Date.now() % 1e8}`;
 const PREFIX = `bench/${run}/`;
 
-// With its scheduled upkeep (pg_cron: the sweep, partitions, paced trail compaction), as the stack's database.
-const scratch = await createScratchDatabase(args["db-name"] ?? `bench_e2e_${run}`, { upkeep: true });
+const scratch = await createScratchDatabase(args["db-name"] ?? `bench_e2e_${run}`);
 const dbName = scratch.name;
 const dbUrl = scratch.url;
 const sql = connectDatabase(dbUrl, { max: 2 });
@@ -121,6 +121,9 @@ if (PREFILL_HOURS > 0) {
   prefill = { hours: PREFILL_HOURS, ...done, bytes: (await partitionedSize(sql, "position_trail")).total };
   console.error(`prefilled ${done.rows} rows (${(prefill.bytes / 2 ** 30).toFixed(1)} GiB) in ${done.seconds.toFixed(0)} s`);
 }
+// The scheduled upkeep (pg_cron: the sweep, partitions, paced trail compaction), as the stack's database has it, from
+// here on: the data and the prefill are in place, the services start next. Unregistered when the database is dropped.
+await registerUpkeepJobs(dbUrl);
 
 // Every process with authentication on and a narrow identity, as in production: the worker as tracking_worker and
 // the Kafka principals confined by ACLs to bench-* topics (the stack's admin would skip the ACL checks).

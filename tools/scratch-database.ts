@@ -4,7 +4,6 @@
  */
 import postgres from "postgres";
 import { migrateDatabase } from "../db/migrate.ts";
-import { registerUpkeepJobs } from "../db/upkeep-jobs.ts";
 import { config } from "../lib/config.ts";
 import { dropDatabaseWhenServicesLeft } from "./drop-database.ts";
 
@@ -26,16 +25,11 @@ async function asAdmin<T>(run: (admin: postgres.Sql) => Promise<T>): Promise<T> 
   }
 }
 
-/**
- * `upkeep`: register the database's scheduled upkeep with pg_cron (the sweep, partitions and paced trail compaction,
- * as the stack's own database has them); unregistered when the database is dropped.
- */
-export async function createScratchDatabase(name: string, options: { upkeep?: boolean } = {}): Promise<ScratchDatabase> {
+export async function createScratchDatabase(name: string): Promise<ScratchDatabase> {
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new Error(`database name ${name}: lower-case letters, digits and _`);
   await asAdmin((admin) => admin.unsafe(`create database ${name}`));
   const url = withDatabase(name);
   await migrateDatabase(url);
-  if (options.upkeep) await registerUpkeepJobs(url);
   return {
     name,
     url,
