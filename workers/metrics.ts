@@ -147,7 +147,16 @@ export function createMetrics(process: string) {
     }),
     upkeepFailures: new Counter({
       name: "upkeep_failures_total",
-      help: "Scheduled upkeep runs (offline sweep, trail partitions, lag) that failed, by job",
+      help: "The worker's own timed jobs (the lag report, the notification queue, the jobs' ages) that failed, by job",
+      labelNames: ["job"],
+      registers: [registry],
+    }),
+    upkeepJobAge: new Gauge({
+      name: "upkeep_job_age_seconds",
+      help:
+        "Seconds since each of the database's scheduled jobs (pg_cron: the offline sweep, trail compaction, trail " +
+        "partitions) last finished its work (upkeep_heartbeats(), migration 0025); one that keeps growing is failing " +
+        "or not running. The sweep stamps every 5 s, the compaction every minute, the partitions every hour",
       labelNames: ["job"],
       registers: [registry],
     }),

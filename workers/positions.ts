@@ -97,6 +97,16 @@ async function main() {
         run: async () => watchNotifyQueue((await sql<{ usage: number; skipped: bigint }[]>`select * from notify_queue_status()`)[0]!),
       },
       {
+        // The database's own jobs (pg_cron, 0024/0025): how long since each last finished its work.
+        name: "upkeep_heartbeats",
+        everyMs: 5_000,
+        run: async () => {
+          for (const { job, age_s } of await sql<{ job: string; age_s: number }[]>`select job, age_s from upkeep_heartbeats()`) {
+            metrics.upkeepJobAge.set({ job }, age_s);
+          }
+        },
+      },
+      {
         name: "consumer_lag",
         everyMs: 2_000,
         run: async () => {

@@ -106,6 +106,11 @@ const CASES: { role: ServiceRole; action: string; run: Action; expected: string 
   { role: "tracking_worker", action: "UPDATE tracking_settings (compaction cadence)", run: (sql) => sql`update tracking_settings set trail_compaction_every_s = 0`, expected: REFUSED },
   { role: "tracking_worker", action: "UPDATE trail_compaction_pass", run: (sql) => sql`update trail_compaction_pass set started_at = null`, expected: REFUSED },
   { role: "tracking_api", action: "report_ingest_lag()", run: (sql) => sql`select report_ingest_lag('w', 5)`, expected: REFUSED },
+  // The jobs' heartbeats (0025): the worker exports their ages; only the jobs stamp.
+  { role: "tracking_worker", action: "upkeep_heartbeats() (0025)", run: (sql) => sql`select * from upkeep_heartbeats()`, expected: "allowed" },
+  { role: "tracking_worker", action: "stamp_upkeep() (0025)", run: (sql) => sql`select stamp_upkeep('sweep_offline_drivers')`, expected: REFUSED },
+  { role: "tracking_worker", action: "trail_partitions_job() (0025)", run: (sql) => sql`select trail_partitions_job()`, expected: REFUSED },
+  { role: "tracking_api", action: "upkeep_heartbeats()", run: (sql) => sql`select * from upkeep_heartbeats()`, expected: REFUSED },
   { role: "tracking_api", action: "ingest_lag_now()", run: (sql) => sql`select ingest_lag_now()`, expected: REFUSED },
   // The apply's hop check with scalar limits (0023): the worker may run it (so the apply inlines it), the API not.
   { role: "tracking_worker", action: "position_hop_too_fast() (0023)", run: (sql) => sql`select position_hop_too_fast(40.7, -74, now(), 40.71, -74, now(), 500, 70)`, expected: "allowed" },

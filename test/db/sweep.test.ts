@@ -138,4 +138,7 @@ test("the job's loop sweeps again and again: a driver that falls silent mid-loop
   await db.sql`update driver_state set received_at = now() - interval '2 minutes' where driver_id = ${target}`;
   await loop;
   expect(await statusOf(target)).toBe("offline");
+  // Each sweep stamps the job's heartbeat (0025).
+  const [beat] = await db.sql<{ age_s: number }[]>`select age_s from upkeep_heartbeats() where job = 'sweep_offline_drivers'`;
+  expect(beat!.age_s).toBeLessThan(5);
 });

@@ -205,6 +205,9 @@ test("a tick walks every driver in steps, one pass, and starts no new pass befor
   }
   expect(await pass()).toMatchObject({ started: false, finished: true });
   expect((await pass()).moved).toBeGreaterThanOrEqual(12);
+  // The tick stamped its heartbeat (0025), which the worker exports as upkeep_job_age_seconds.
+  const [beat] = await db.sql<{ age_s: number }[]>`select age_s from upkeep_heartbeats() where job = 'trail_compaction'`;
+  expect(beat!.age_s).toBeLessThan(60);
   // The pass finished; the next may start an hour after this one did, so a tick now does nothing.
   const late = await newDriver();
   await insertRaw(late, ride(BASE + 40 * 60_000, 4));

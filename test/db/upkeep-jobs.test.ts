@@ -44,7 +44,8 @@ test("a database registers the jobs its migrations list, under its own name; an 
 const PROBES = [
   { name: "sweep", command: "CALL sweep_offline_drivers_for(interval '0 seconds')", ends: "succeeded" },
   { name: "compaction", command: "CALL trail_compaction_tick(interval '1 second')", ends: "succeeded" },
-  { name: "partitions", command: "SELECT trail_upkeep()", ends: "succeeded" },
+  { name: "partitions", command: "SELECT trail_partitions_job()", ends: "succeeded" },
+  { name: "heartbeats", command: "SELECT * FROM upkeep_heartbeats()", ends: "permission denied" },
   { name: "apply", command: "SELECT * FROM apply_position_batch()", ends: "permission denied" },
   { name: "orders", command: "UPDATE orders SET status = 'delivered'", ends: "permission denied" },
   { name: "driver names", command: "SELECT name FROM drivers", ends: "permission denied" },
@@ -80,6 +81,9 @@ test("the jobs run as tracking_upkeep, which may do the upkeep and nothing else"
   }
   const [state] = await db.sql<{ status: string }[]>`select status::text from driver_state where driver_id = ${silent!.id}`;
   expect(state!.status).toBe("offline");
+  // Each job stamped its heartbeat (0025).
+  const beats = await db.sql<{ job: string }[]>`select job from upkeep_heartbeats()`;
+  expect(beats.map((b) => b.job)).toEqual(["sweep_offline_drivers", "trail_compaction", "trail_partitions"]);
 }, 180_000);
 
 test("only the owner registers, only for a database it owns, only a list of jobs", async () => {

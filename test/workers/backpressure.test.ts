@@ -52,6 +52,19 @@ afterAll(async () => {
 const longestHoldMs = () =>
   Math.max(0, ...[...worker.output().matchAll(/holding the batch[^\n]*"heldMs":(\d+)/g)].map((m) => Number(m[1])));
 
+test("the worker reports its Kafka lag to the database and exports the age of the database's jobs (0024/0025)", async () => {
+  await db.sql`select stamp_upkeep('sweep_offline_drivers')`; // as the sweep job does after each sweep
+  const metrics = async () => (await fetch(`http://127.0.0.1:${metricsPort()}/metrics`)).text();
+  await eventually(async () => /upkeep_job_age_seconds\{job="sweep_offline_drivers"[^}]*\} \d/.test(await metrics()), 30_000, "the job's age");
+  const age = Number(/upkeep_job_age_seconds\{job="sweep_offline_drivers"[^}]*\} ([\d.e+-]+)/.exec(await metrics())![1]);
+  expect(age).toBeGreaterThanOrEqual(0);
+  expect(age).toBeLessThan(60);
+  // Its lag report: one row, named after its host and pid, fresh (the compaction job sums these).
+  await eventually(async () => (await db.sql`select 1 from ingest_lag where worker like ${`%:${worker.proc.pid}`}`).length === 1, 30_000, "the lag report");
+  const [{ n }] = (await db.sql`select count(*)::int as n from ingest_lag where reported_at > now() - interval '10 seconds'`) as unknown as [{ n: number }];
+  expect(n).toBe(1);
+});
+
 test("while PostgreSQL is unreachable, for longer than max.poll.interval.ms, the worker retries, stays in its group, and applies everything once it is back", async () => {
   const t0 = Math.floor(Date.now() / 1000) - 200;
   const publishRound = (round: number) =>
