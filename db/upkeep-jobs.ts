@@ -26,7 +26,10 @@ async function withConnection<T>(url: string, run: (sql: postgres.Sql) => Promis
   }
 }
 
-/** Hands pg_cron `jobs` for the database at `databaseUrl` (an empty list unregisters it); returns what is registered. */
+/**
+ * Hands pg_cron `jobs` for the database at `databaseUrl`; returns what is registered. (Dropping a database
+ * unregisters it with an empty list: tools/drop-database.ts.)
+ */
 async function schedule(databaseUrl: string, jobs: { name: string; schedule: string; command: string }[]): Promise<UpkeepJob[]> {
   return withConnection(schedulerUrl(databaseUrl), (sql) =>
     sql<UpkeepJob[]>`select job, schedule, command from schedule_upkeep(${databaseOf(databaseUrl)}, ${sql.json(jobs)})`);
@@ -37,11 +40,6 @@ export async function registerUpkeepJobs(databaseUrl: string): Promise<UpkeepJob
   const jobs = await withConnection(databaseUrl, (sql) =>
     sql<{ name: string; schedule: string; command: string }[]>`select name, schedule, command from upkeep_jobs()`);
   return schedule(databaseUrl, [...jobs]);
-}
-
-/** Removes the database's jobs (before it is dropped; a dropped one's are removed at the next registration anyway). */
-export async function unregisterUpkeepJobs(databaseUrl: string): Promise<void> {
-  await schedule(databaseUrl, []);
 }
 
 if (import.meta.main) {
