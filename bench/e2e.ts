@@ -508,7 +508,13 @@ const trailCompaction = {
   registeredAfterFleetS: upkeepRegisteredAtS,
   ...(compactionWork ? { movedFixes: Number(compactionWork.moved), waitingFixes: Number(compactionWork.waiting) } : {}),
 };
-await Bun.write(file, JSON.stringify({ drivers: DRIVERS, seconds: SECONDS, args, trailCompaction, ...(prefill ? { prefill } : {}), results }, null, 2));
+// The worker's batching, from the same environment the workers were started with (BATCH_MAX_WAIT_MS etc.).
+const workerSettings = {
+  batchMaxMessages: config().batchMaxMessages,
+  batchMaxWaitMs: config().batchMaxWaitMs,
+  applyConnections: config().applyConnections,
+};
+await Bun.write(file, JSON.stringify({ drivers: DRIVERS, seconds: SECONDS, args, workerSettings, trailCompaction, ...(prefill ? { prefill } : {}), results }, null, 2));
 console.log(`\nwritten ${file}`);
 const sustained = results.find((r) => r.windows && r.windows.length > 0);
 if (sustained) console.log(`plotted ${await writePlot(`${stem}.svg`, sustainedPlot(sustained))}`);
