@@ -256,6 +256,35 @@ test("a pass waits while the workers report ingest behind, then goes on", async 
   expect(await pass()).toMatchObject({ started: false, finished: true });
 });
 
+test("a wait for ingest pauses the pass's schedule: its start moves on by the time waited (0026)", async () => {
+  await compactionSettings({ perStep: 100_000, spreadS: 3000, yieldLag: 10_000 });
+  // After the pass's last driver (a quarter of the id space), so its next step reaches it.
+  const driver = await driverWithId(`c${crypto.randomUUID().slice(1)}`);
+  await insertRaw(driver, ride(BASE + 40 * 60_000, 4));
+  await db.sql`
+    update trail_compaction_pass
+    set started_at = now() - interval '20 minutes', last_started_at = now() - interval '20 minutes',
+        after_driver = '40000000-0000-4000-8000-000000000000', last_step_moved = 5`;
+  const startedAt = async () =>
+    (await db.sql<{ at: Date }[]>`select started_at as at from trail_compaction_pass`)[0]!.at.getTime();
+  const before = await startedAt();
+  await db.sql`select report_ingest_lag('worker-a', 12000)`;
+  const tickStarted = performance.now();
+  await tick("1.5 seconds");
+  const tickMs = performance.now() - tickStarted;
+  expect(await rawCount(driver)).toBe(4);
+  // The tick slept at least 1 s for ingest (one sleep of 1 s, then the rest of its budget), and the pass's start
+  // moved on by the time slept: never by more than the tick lasted.
+  const moved = (await startedAt()) - before;
+  expect(moved).toBeGreaterThanOrEqual(1_000);
+  expect(moved).toBeLessThanOrEqual(tickMs + 50);
+  // With ingest caught up the pass is where it was on its schedule (a quarter done at 20 of 50 minutes, less the
+  // wait: behind), so it goes on at once and moves the fixes.
+  await db.sql`select report_ingest_lag('worker-a', 0)`;
+  await tick("1 minute");
+  expect(await rawCount(driver)).toBe(0);
+});
+
 test("a lag report older than 10 s is a worker gone: it does not hold the compaction back", async () => {
   await compactionSettings({ perStep: 100_000, spreadS: 0, yieldLag: 10_000 });
   await db.sql`select report_ingest_lag('gone', 50000)`;
