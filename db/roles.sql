@@ -93,6 +93,14 @@ BEGIN
   -- (cron.host), also for a job made before it was set.
   UPDATE cron.job j SET nodename = current_setting('cron.host')
   WHERE j.username = 'tracking_upkeep' AND j.database = p_database AND j.nodename IS DISTINCT FROM current_setting('cron.host');
+  -- An empty list unregisters the database, before it is dropped: its runs still going end now. The owner's
+  -- DROP DATABASE ... WITH (FORCE) may not end another role's sessions, and a compaction tick or a sweep loop runs
+  -- for up to a minute (longer on a busy box: a bench's drop once failed on one, 42501).
+  IF jsonb_array_length(p_jobs) = 0 THEN
+    PERFORM pg_terminate_backend(a.pid)
+    FROM pg_stat_activity a
+    WHERE a.datname = p_database AND a.usename = 'tracking_upkeep';
+  END IF;
   RETURN QUERY SELECT j.jobname::text, j.schedule, j.command FROM cron.job j
     WHERE j.username = 'tracking_upkeep' AND j.database = p_database ORDER BY j.jobname;
 END $$;

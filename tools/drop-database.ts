@@ -2,8 +2,9 @@
  * Drops a scratch or test database once the service roles' sessions have left it. `DROP … WITH (FORCE)` run by the
  * owner terminates only the owner's own sessions: a worker, API or mode publisher backend still exiting (or still
  * finishing a statement its killed process started) makes it fail with 42501. So: its scheduled upkeep is
- * unregistered (a running job, such as the minute-long sweep, ends on its own), no new service sessions, wait (up to
- * `timeoutMs`) for the ones there to end, then drop (again, while one is still on its way out).
+ * unregistered (`schedule_upkeep(name, '[]')`, which also ends the jobs' runs still going: a compaction tick or the
+ * sweep loop runs for up to a minute, longer on a busy box), no new service sessions, wait (up to `timeoutMs`) for the
+ * ones there to end, then drop (again, while one is still on its way out).
  */
 import type postgres from "postgres";
 

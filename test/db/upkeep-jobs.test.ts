@@ -64,15 +64,27 @@ test("the jobs run as tracking_upkeep, which may do the upkeep and nothing else"
     values (${silent!.id}, 'available', now() - interval '2 minutes', now() - interval '2 minutes', now() - interval '1 hour'),
            (${heard!.id}, 'available', now(), now(), now() - interval '1 hour')`;
   const since = new Date();
-  await schedule(PROBES.map((p) => ({ name: p.name, schedule: "* * * * *", command: p.command })));
+  // Beside the probes, a job that runs on (as a compaction tick or the sweep loop does for up to a minute): the
+  // empty list that unregisters the database must end it, or the owner's DROP DATABASE cannot (42501).
+  const long = { name: "long", schedule: "* * * * *", command: "SELECT pg_sleep(600)" };
+  await schedule([...PROBES.map((p) => ({ name: p.name, schedule: "* * * * *", command: p.command })), long]);
   const runs = async () =>
     scheduler<{ job: string; username: string; status: string; message: string | null }[]>`
       select job, username, status, message from upkeep_runs(${database}, ${since}) where status in ('succeeded', 'failed')`;
+  const upkeepSessions = async () =>
+    (await db.sql<{ n: number }[]>`
+      select count(*)::int as n from pg_stat_activity where datname = ${database} and usename = 'tracking_upkeep'`)[0]!.n;
   // A run starts on the next minute (up to 60 s away), and each probe ends within seconds.
-  await waitFor("a finished run of every probe", async () => new Set((await runs()).map((r) => r.job)).size === PROBES.length, 150_000);
+  await waitFor(
+    "a finished run of every probe, and the long job running",
+    async () => new Set((await runs()).map((r) => r.job)).size === PROBES.length && (await upkeepSessions()) > 0,
+    150_000,
+  );
   const first = new Map<string, { username: string; status: string; message: string | null }>();
   for (const r of await runs()) if (!first.has(r.job)) first.set(r.job, r);
-  await schedule([]); // no second round
+  await schedule([]); // no second round, and the long run ends
+  await waitFor("the long run ended by unregistering", async () => (await upkeepSessions()) === 0, 30_000);
+  expect(first.has(`${database}:long`)).toBe(false);
   for (const p of PROBES) {
     const run = first.get(`${database}:${p.name}`)!;
     expect({ probe: p.name, username: run.username }).toEqual({ probe: p.name, username: "tracking_upkeep" });
