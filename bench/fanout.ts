@@ -10,8 +10,9 @@
  * events/s received, push latency p50/p99 from each position's published_at (the database's clock as it sends the
  * batch's notices, just before the commit: migration 0021) to the client's receipt, latency from the position's device
  * time (the simulated phone's clock: the same machine) to the client's receipt, with the worker's own send->commit
- * p50/p99 over the same minute beside it, and starved streams (open, and no event for --starve-after seconds while every driver
- * reports every streams/rate seconds). Uses its own database, topics and MQTT root; JSON, a table and an SVG plot
+ * p50/p99 over the same minute beside it, and quiet streams (open, and no event for --starve-after seconds while every
+ * driver reports every streams/rate seconds), judged by bench/fanout/starvation.ts: starved (a newer position of its
+ * driver was committed and not pushed: the fan-out's fault) or waiting on ingest (nothing newer committed yet). Uses its own database, topics and MQTT root; JSON, a table and an SVG plot
  * under bench/results/fanout-<time>.*. Not a test.
  */
 import { rmSync, writeFileSync } from "node:fs";
@@ -32,6 +33,7 @@ import { mintTrackingTokens, placeAssignedOrders } from "./fanout/orders.ts";
 import { childPids, loadAverage, sampleAll } from "./support/process-stats.ts";
 import { quantile as histogramQuantile, scrape } from "./support/prometheus.ts";
 import { printTable, writeFanoutPlot, type MinuteRow } from "./fanout/report.ts";
+import { decodeQuiet, judgeQuiet, type QuietStream } from "./fanout/starvation.ts";
 import { resultStem } from "./support/plot.ts";
 
 const { values: args } = parseArgs({
@@ -78,6 +80,8 @@ const CLIENTS = Number(args.clients ?? Math.max(1, Math.ceil(STREAMS / STREAMS_P
 const RATE = Number(args.rate ?? Math.max(50, Math.round(ORDERS / 4)));
 // Idle streams get no events by design: never judged starved.
 const STARVE_AFTER_S = args.source === "idle" ? 1e9 : Number(args["starve-after"]);
+/** A commit this recent may still be on its way to the client: not yet held against the fan-out. */
+const STARVE_GRACE_MS = 10_000;
 const REPORT_MS = 5_000;
 /** The load generators report every second (their lines are deltas), so a restart is timed to about a second. */
 const CLIENT_REPORT_MS = 1_000;
@@ -232,10 +236,24 @@ try {
   // The load generators: each its share of the streams, from source addresses of its own.
   interface ClientLine {
     open: number; positions: number; tracks: number; refused: number; reconnects: number; starved: number;
-    neverEvent: number; latency: Buckets; push: Buckets; rssBytes: number;
+    neverEvent: number; quiet?: number[]; latency: Buckets; push: Buckets; rssBytes: number;
   }
   const latest: (ClientLine | undefined)[] = Array(CLIENTS).fill(undefined);
-  let window = { positions: 0, tracks: 0, latency: {} as Buckets, push: {} as Buckets, starvedMax: 0 };
+  const latestQuiet: QuietStream[][] = Array.from({ length: CLIENTS }, () => []);
+  let window = { positions: 0, tracks: 0, latency: {} as Buckets, push: {} as Buckets, starvedMax: 0, waitingOnIngestMax: 0 };
+  /**
+   * The quiet streams' verdict: with the pipeline, by their drivers' last applied position (driver_state.updated_at);
+   * with bench-sent notices nothing is applied, so every quiet stream is the fan-out's.
+   */
+  const judgeQuietNow = async () => {
+    const quiet = latestQuiet.flat();
+    if (quiet.length === 0 || SOURCE !== "pipeline") return { starved: quiet.length, waitingOnIngest: 0 };
+    const rows = await sql<{ driver_id: string; ms: number }[]>`
+      select driver_id, extract(epoch from updated_at) * 1000 as ms from driver_state
+      where driver_id = any(${quiet.map((q) => orders[q.target]!.driverId)}::uuid[]) and position_at is not null`;
+    const committed = new Map(rows.map((r) => [r.driver_id, Number(r.ms)]));
+    return judgeQuiet(quiet, (t) => committed.get(orders[t]!.driverId), Date.now(), STARVE_GRACE_MS);
+  };
   const clientPids: number[] = [];
   const perClient = Math.ceil(STREAMS / CLIENTS);
   for (let i = 0; i < CLIENTS; i++) {
@@ -257,6 +275,7 @@ try {
           const line = JSON.parse(buffer.slice(0, nl)) as ClientLine;
           buffer = buffer.slice(nl + 1);
           latest[i] = line;
+          if (line.quiet) latestQuiet[i] = decodeQuiet(line.quiet);
           window.positions += line.positions;
           window.tracks += line.tracks;
           mergeBuckets(window.latency, line.latency);
@@ -265,7 +284,7 @@ try {
       }
     })();
   }
-  const total = (k: keyof Omit<ClientLine, "latency" | "push">) => latest.reduce((a, l) => a + (l?.[k] ?? 0), 0);
+  const total = (k: keyof Omit<ClientLine, "latency" | "push" | "quiet">) => latest.reduce((a, l) => a + (l?.[k] ?? 0), 0);
 
   log(`opening ${STREAMS} streams from ${CLIENTS} client process(es)…`);
   const rampStarted = Date.now();
@@ -283,11 +302,13 @@ try {
     const apiBefore = sampleAll(apiPids());
     const clientsBefore = sampleAll(clientPids.flatMap((p) => [p, ...childPids(p)]));
     const workerBefore = await scrapeWorkers();
-    window = { positions: 0, tracks: 0, latency: {}, push: {}, starvedMax: 0 };
+    window = { positions: 0, tracks: 0, latency: {}, push: {}, starvedMax: 0, waitingOnIngestMax: 0 };
     const started = Date.now();
     while (Date.now() - started < 60_000) {
       await Bun.sleep(REPORT_MS);
-      window.starvedMax = Math.max(window.starvedMax, total("starved") + total("neverEvent"));
+      const verdict = await judgeQuietNow();
+      window.starvedMax = Math.max(window.starvedMax, verdict.starved);
+      window.waitingOnIngestMax = Math.max(window.waitingOnIngestMax, verdict.waitingOnIngest);
     }
     const seconds = (Date.now() - started) / 1000;
     const apiAfter = sampleAll(apiPids());
@@ -319,6 +340,7 @@ try {
       appliedPerSecond: Math.round(((workerAfter.get("positions_applied_total") ?? 0) - (workerBefore.get("positions_applied_total") ?? 0)) / seconds),
       noticesSkipped: (workerAfter.get("db_order_notices_skipped") ?? 0),
       starvedMax: window.starvedMax,
+      waitingOnIngestMax: window.waitingOnIngestMax,
       load: loadAverage(),
     };
     rows.push(row);
@@ -352,7 +374,7 @@ try {
     startedAt: startedAt.toISOString(),
     machine: { cpus: navigator.hardwareConcurrency, loadAtStart: rows[0]?.load, bun: Bun.version },
     params: { streams: STREAMS, orders: ORDERS, source: SOURCE, transport: TRANSPORT, minutes: MINUTES, apiProcesses: API_PROCESSES, clients: CLIENTS, rate: RATE,
-      starveAfterS: STARVE_AFTER_S, openRate: Number(args["open-rate"]), workers: Number(args.workers), batch: BATCH, form: FORM },
+      starveAfterS: STARVE_AFTER_S, starveGraceMs: STARVE_GRACE_MS, openRate: Number(args["open-rate"]), workers: Number(args.workers), batch: BATCH, form: FORM },
     latencyClock: SOURCE === "pipeline"
       ? "push: published_at (the database's clock as it sends the notices, just before the commit) -> client receipt; latency: position device time (simulated phone, same machine) -> client receipt; sendCommit: the worker's newest fix of a message -> commit over the same minute (commit: every fix -> commit)"
       : "latency: the notice's send time (the bench's clock, just before its commit) -> client receipt; push: its published_at -> client receipt",

@@ -30,15 +30,21 @@ export interface MinuteRow {
   commitP99Ms: number;
   appliedPerSecond: number;
   noticesSkipped: number;
-  /** Most streams at once, over the minute's samples, with no event for longer than the starvation limit. */
+  /**
+   * Most streams at once, over the minute's samples, starved: no event for longer than the starvation limit though a
+   * newer position of their driver was committed (bench/fanout/starvation.ts). Before 2026-12-01 evening: every quiet
+   * stream, whatever the reason.
+   */
   starvedMax: number;
+  /** Most streams at once with no event for longer than the limit because nothing newer of their driver was applied. */
+  waitingOnIngestMax?: number;
   load: number[];
 }
 
 export function printTable(params: Record<string, unknown>, rows: readonly MinuteRow[]): void {
   console.log(`\n${JSON.stringify(params)}`);
   console.log(
-    "min  streams  api cpu%  api MB  B/stream  events/s  commit→client p50/p99 ms  fix→client p50/p99 ms  send→commit p50/p99 ms  applied/s  starved  refused  reconn  load",
+    "min  streams  api cpu%  api MB  B/stream  events/s  commit→client p50/p99 ms  fix→client p50/p99 ms  send→commit p50/p99 ms  applied/s  starved  ingest-quiet  refused  reconn  load",
   );
   for (const r of rows) {
     console.log(
@@ -54,6 +60,7 @@ export function printTable(params: Record<string, unknown>, rows: readonly Minut
         `${r.sendCommitP50Ms}/${r.sendCommitP99Ms}`.padStart(23),
         String(r.appliedPerSecond).padStart(10),
         String(r.starvedMax).padStart(8),
+        String(r.waitingOnIngestMax ?? "-").padStart(13),
         String(r.refused).padStart(8),
         String(r.reconnects).padStart(7),
         `  ${r.load.join(" ")}`,
