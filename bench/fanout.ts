@@ -33,7 +33,7 @@ import { mintTrackingTokens, placeAssignedOrders } from "./fanout/orders.ts";
 import { childPids, loadAverage, sampleAll } from "./support/process-stats.ts";
 import { quantile as histogramQuantile, scrape } from "./support/prometheus.ts";
 import { printTable, writeFanoutPlot, type MinuteRow } from "./fanout/report.ts";
-import { decodeQuiet, judgeQuiet, type QuietStream } from "./fanout/starvation.ts";
+import { createCommitWatch, decodeQuiet, judgeQuiet, type QuietStream } from "./fanout/starvation.ts";
 import { resultStem } from "./support/plot.ts";
 
 const { values: args } = parseArgs({
@@ -80,7 +80,7 @@ const CLIENTS = Number(args.clients ?? Math.max(1, Math.ceil(STREAMS / STREAMS_P
 const RATE = Number(args.rate ?? Math.max(50, Math.round(ORDERS / 4)));
 // Idle streams get no events by design: never judged starved.
 const STARVE_AFTER_S = args.source === "idle" ? 1e9 : Number(args["starve-after"]);
-/** A commit this recent may still be on its way to the client: not yet held against the fan-out. */
+/** A commit visible for less than this when a stream was listed quiet may still be on its way: not held against the fan-out. */
 const STARVE_GRACE_MS = 10_000;
 const REPORT_MS = 5_000;
 /** The load generators report every second (their lines are deltas), so a restart is timed to about a second. */
@@ -236,23 +236,32 @@ try {
   // The load generators: each its share of the streams, from source addresses of its own.
   interface ClientLine {
     open: number; positions: number; tracks: number; refused: number; reconnects: number; starved: number;
-    neverEvent: number; quiet?: number[]; latency: Buckets; push: Buckets; rssBytes: number;
+    neverEvent: number; quiet?: number[]; at: number; latency: Buckets; push: Buckets; rssBytes: number;
   }
   const latest: (ClientLine | undefined)[] = Array(CLIENTS).fill(undefined);
-  const latestQuiet: QuietStream[][] = Array.from({ length: CLIENTS }, () => []);
+  const latestQuiet: { listedAtMs: number; streams: QuietStream[] }[] = Array.from({ length: CLIENTS }, () => ({ listedAtMs: 0, streams: [] }));
+  const commits = createCommitWatch();
   let window = { positions: 0, tracks: 0, latency: {} as Buckets, push: {} as Buckets, starvedMax: 0, waitingOnIngestMax: 0 };
   /**
-   * The quiet streams' verdict: with the pipeline, by their drivers' last applied position (driver_state.updated_at);
-   * with bench-sent notices nothing is applied, so every quiet stream is the fan-out's.
+   * The quiet streams' verdict: with the pipeline, by their drivers' last applied position (driver_state.updated_at,
+   * dated from when this process first read it); with bench-sent notices nothing is applied, so every quiet stream is
+   * the fan-out's.
    */
   const judgeQuietNow = async () => {
-    const quiet = latestQuiet.flat();
+    const quiet = latestQuiet.flatMap((q) => q.streams);
     if (quiet.length === 0 || SOURCE !== "pipeline") return { starved: quiet.length, waitingOnIngest: 0 };
+    const readAt = Date.now();
     const rows = await sql<{ driver_id: string; ms: number }[]>`
       select driver_id, extract(epoch from updated_at) * 1000 as ms from driver_state
       where driver_id = any(${quiet.map((q) => orders[q.target]!.driverId)}::uuid[]) and position_at is not null`;
-    const committed = new Map(rows.map((r) => [r.driver_id, Number(r.ms)]));
-    return judgeQuiet(quiet, (t) => committed.get(orders[t]!.driverId), Date.now(), STARVE_GRACE_MS);
+    commits.observe(rows.map((r) => ({ driverId: r.driver_id, atMs: Number(r.ms) })), readAt);
+    const verdict = { starved: 0, waitingOnIngest: 0 };
+    for (const q of latestQuiet) {
+      const v = judgeQuiet(q.streams, (t) => commits.get(orders[t]!.driverId), q.listedAtMs, STARVE_GRACE_MS);
+      verdict.starved += v.starved;
+      verdict.waitingOnIngest += v.waitingOnIngest;
+    }
+    return verdict;
   };
   const clientPids: number[] = [];
   const perClient = Math.ceil(STREAMS / CLIENTS);
@@ -275,7 +284,7 @@ try {
           const line = JSON.parse(buffer.slice(0, nl)) as ClientLine;
           buffer = buffer.slice(nl + 1);
           latest[i] = line;
-          if (line.quiet) latestQuiet[i] = decodeQuiet(line.quiet);
+          if (line.quiet) latestQuiet[i] = { listedAtMs: line.at, streams: decodeQuiet(line.quiet) };
           window.positions += line.positions;
           window.tracks += line.tracks;
           mergeBuckets(window.latency, line.latency);
@@ -284,7 +293,7 @@ try {
       }
     })();
   }
-  const total = (k: keyof Omit<ClientLine, "latency" | "push" | "quiet">) => latest.reduce((a, l) => a + (l?.[k] ?? 0), 0);
+  const total = (k: keyof Omit<ClientLine, "latency" | "push" | "quiet" | "at">) => latest.reduce((a, l) => a + (l?.[k] ?? 0), 0);
 
   log(`opening ${STREAMS} streams from ${CLIENTS} client process(es)…`);
   const rampStarted = Date.now();
