@@ -43,7 +43,7 @@ const cfg = settings.cfg;
 // Read here, after Bun raised its soft limit to the hard one: the number this process can really open.
 const fileLimit = openFileLimit();
 const liveStreamsMax = liveStreamCeiling(cfg.liveStreamsMax, fileLimit);
-const sql = connectDatabase(cfg.databaseUrl, { max: 20, application: "api" });
+const sql = connectDatabase(cfg.databaseUrl, { max: cfg.apiDbPoolMax, application: "api" });
 // Not awaited: the API serves reads while Kafka connects; PATCH answers 503 and /ready says why until then.
 const kafka = startKafkaSidecar({ clientId: "tracking-api" });
 const feed = createOrderFeed(sql);

@@ -43,6 +43,11 @@ const { values: args } = parseArgs({
     orders: { type: "string" },
     minutes: { type: "string", default: "1" },
     "api-processes": { type: "string", default: "1" },
+    /**
+     * Each API process's database pool (API_DB_POOL_MAX); default: 20, or 120 shared by the processes when there are
+     * more than 6, so that the pools and a LISTEN each fit PostgreSQL's 200 connections beside the pipeline's.
+     */
+    "api-pool": { type: "string" },
     /** Load-generator processes; default: one per 15,000 streams. */
     clients: { type: "string" },
     /** Positions per second offered by the whole fleet; default: every driver every 4 s (streams / 4). */
@@ -75,6 +80,8 @@ const STREAMS = Number(args.streams);
 const ORDERS = Math.max(STREAMS, Number(args.orders ?? STREAMS));
 const MINUTES = Number(args.minutes);
 const API_PROCESSES = Number(args["api-processes"]);
+const API_POOL = Number(args["api-pool"] ?? Math.min(20, Math.floor(120 / API_PROCESSES)));
+if (!Number.isInteger(API_POOL) || API_POOL < 1) throw new Error("--api-pool must be a positive integer");
 const STREAMS_PER_CLIENT = 15_000;
 const CLIENTS = Number(args.clients ?? Math.max(1, Math.ceil(STREAMS / STREAMS_PER_CLIENT)));
 const RATE = Number(args.rate ?? Math.max(50, Math.round(ORDERS / 4)));
@@ -219,6 +226,7 @@ try {
         ...process.env,
         API_PORT: String(port),
         LIVE_PORT: TRANSPORT === "socket" ? String(livePort) : "0",
+        API_DB_POOL_MAX: String(API_POOL),
         DATABASE_URL: serviceUrl(scratch.url, "tracking_api"),
       },
     },
@@ -382,7 +390,7 @@ try {
     commit: Bun.spawnSync(["git", "rev-parse", "HEAD"], { cwd: ROOT }).stdout.toString().trim(),
     startedAt: startedAt.toISOString(),
     machine: { cpus: navigator.hardwareConcurrency, loadAtStart: rows[0]?.load, bun: Bun.version },
-    params: { streams: STREAMS, orders: ORDERS, source: SOURCE, transport: TRANSPORT, minutes: MINUTES, apiProcesses: API_PROCESSES, clients: CLIENTS, rate: RATE,
+    params: { streams: STREAMS, orders: ORDERS, source: SOURCE, transport: TRANSPORT, minutes: MINUTES, apiProcesses: API_PROCESSES, apiPool: API_POOL, clients: CLIENTS, rate: RATE,
       starveAfterS: STARVE_AFTER_S, starveGraceMs: STARVE_GRACE_MS, openRate: Number(args["open-rate"]), workers: Number(args.workers), batch: BATCH, form: FORM },
     latencyClock: SOURCE === "pipeline"
       ? "push: published_at (the database's clock as it sends the notices, just before the commit) -> client receipt; latency: position device time (simulated phone, same machine) -> client receipt; sendCommit: the worker's newest fix of a message -> commit over the same minute (commit: every fix -> commit)"

@@ -305,6 +305,11 @@ export function parseConfig(env: Env = process.env) {
      * a reserve for ordinary requests (api/modules/tracking/streams.ts), which is also the most it may be set to.
      */
     liveStreamsMax: integer(env, "LIVE_STREAMS_MAX", 0, 0, 10_000_000),
+    /**
+     * Database connections each API process may open for requests (its LISTEN is one more). N processes hold up to
+     * N x this: 9 processes at 20 each ran PostgreSQL's max_connections out (bench:fanout, 150,000 streams).
+     */
+    apiDbPoolMax: integer(env, "API_DB_POOL_MAX", 20, 1, 200),
     /** POST /orders refuses (422 ORDER_LIMIT) an order whose items add up to more than this. */
     orderMaxTotalCents: integer(env, "ORDER_MAX_TOTAL_CENTS", 100_000, 1, 1_000_000_000),
     /** POST /orders refuses (422 ORDER_LIMIT) a delivery point farther than this from the restaurant. */

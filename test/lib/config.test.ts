@@ -21,6 +21,7 @@ test.each([
   ["H3_RESOLUTION", "16", /H3_RESOLUTION: 16 is outside 0..15/],
   ["OFFLINE_AFTER", "0", /OFFLINE_AFTER: 0 is outside/],
   ["MQTT_URL", "http://x:1883", /MQTT_URL: protocol "http:"/],
+  ["API_DB_POOL_MAX", "0", /API_DB_POOL_MAX: 0 is outside 1..200/],
 ])("%s=%p is refused naming the variable", (name, value, message) => {
   let caught: unknown;
   try {
@@ -31,6 +32,11 @@ test.each([
   expect(caught).toBeInstanceOf(AppError);
   expect((caught as AppError).code).toBe("CONFIG_INVALID");
   expect((caught as AppError).message).toMatch(message);
+});
+
+test("API_DB_POOL_MAX: each API process's request pool, 20 unless configured", () => {
+  expect(parseConfig({}).apiDbPoolMax).toBe(20);
+  expect(parseConfig({ API_DB_POOL_MAX: "8" }).apiDbPoolMax).toBe(8);
 });
 
 test("API_HOST: loopback unless configured", () => {
