@@ -193,6 +193,7 @@ async function main(): Promise<void> {
         city: args.city,
         ...places,
         ordersPerMin: args.ordersPerMin,
+        maxDeliveryKm: config().orderMaxDeliveryKm,
         ...(args.seed === undefined ? {} : { seed: args.seed }),
       });
       console.log(`[fleet] placing ${args.ordersPerMin} orders/min through ${args.apiUrl}`);

@@ -7,6 +7,7 @@
 import { type Actor, ApiError, type ApiClient, type OrderEvent } from "./api-client.ts";
 import { pointNear, type City, type LatLon } from "../lib/cities.ts";
 import { orderItems } from "../lib/names.ts";
+import { haversineM } from "../lib/position.ts";
 import { createRng, type Rng } from "../lib/random.ts";
 
 export interface Place extends LatLon {
@@ -27,6 +28,8 @@ export interface OrderFlowOptions {
   customers: readonly Place[];
   restaurants: readonly Place[];
   ordersPerMin: number;
+  /** The API's ORDER_MAX_DELIVERY_KM: the app offers a customer only restaurants that deliver that far. */
+  maxDeliveryKm: number;
   seed?: number;
   /** How often a waiting driver's state is read. */
   statePollMs?: number;
@@ -94,6 +97,20 @@ function throttled(log: (line: string) => void, perWindow = 10, windowMs = 5_000
   };
 }
 
+/**
+ * The restaurant a customer orders from: people order from nearby places, so the nearest of a few random restaurants
+ * among those that deliver to the point (within maxDeliveryKm, as the API checks). With none in reach, the nearest of
+ * all: the API refuses it (ORDER_LIMIT), as it would a real app's stale list.
+ */
+export function chooseRestaurant(rng: Rng, delivery: LatLon, restaurants: readonly Place[], maxDeliveryKm: number): Place {
+  if (restaurants.length === 0) throw new Error("no restaurants to order from");
+  const metres = (p: Place) => haversineM(p.lat, p.lon, delivery.lat, delivery.lon);
+  const inReach = restaurants.filter((r) => metres(r) <= maxDeliveryKm * 1000);
+  const nearest = (candidates: readonly Place[]) => candidates.reduce((a, b) => (metres(b) < metres(a) ? b : a));
+  if (inReach.length === 0) return nearest(restaurants);
+  return nearest(Array.from({ length: 4 }, () => rng.pick(inReach)));
+}
+
 export function startOrderFlow(options: OrderFlowOptions): OrderFlow {
   const { api, fleet, city } = options;
   if (options.customers.length === 0 || options.restaurants.length === 0) {
@@ -156,14 +173,8 @@ export function startOrderFlow(options: OrderFlowOptions): OrderFlow {
 
   async function runOrder(): Promise<void> {
     const customer = rng.pick(options.customers);
-    let restaurant = rng.pick(options.restaurants);
-    // People order from nearby places: the nearest of a few random restaurants.
-    for (let i = 0; i < 3; i++) {
-      const other = rng.pick(options.restaurants);
-      if (Math.abs(other.lat - customer.lat) + Math.abs(other.lon - customer.lon)
-          < Math.abs(restaurant.lat - customer.lat) + Math.abs(restaurant.lon - customer.lon)) restaurant = other;
-    }
     const delivery = pointNear(city, rng, customer, 20);
+    const restaurant = chooseRestaurant(rng, delivery, options.restaurants, options.maxDeliveryKm);
     const items = orderItems(rng);
 
     let orderId: string | undefined;

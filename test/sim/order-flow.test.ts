@@ -3,7 +3,8 @@ import { describe, expect, test } from "bun:test";
 import { ApiError, type OrderEvent, type PlaceOrder } from "../../sim/api-client.ts";
 import { cityByName, type LatLon } from "../../lib/cities.ts";
 import { distanceM } from "../../sim/movement.ts";
-import { startOrderFlow, type DispatchableFleet, type OrderFlowOptions, type Place } from "../../sim/order-flow.ts";
+import { createRng } from "../../lib/random.ts";
+import { chooseRestaurant, startOrderFlow, type DispatchableFleet, type OrderFlowOptions, type Place } from "../../sim/order-flow.ts";
 
 const city = cityByName("nyc");
 const customers: Place[] = [{ id: "c1", lat: 40.7306, lon: -73.9866 }];
@@ -54,7 +55,7 @@ function fakeWorld(opts: { assign?: () => string | null; refuse?: OrderEvent; fl
 function flow(world: ReturnType<typeof fakeWorld>, extra: Partial<OrderFlowOptions> = {}) {
   const lines: string[] = [];
   const orders = startOrderFlow({
-    api: world.api, fleet: world.fleet, city, customers, restaurants, ordersPerMin: 0, seed: 1,
+    api: world.api, fleet: world.fleet, city, customers, restaurants, ordersPerMin: 0, maxDeliveryKm: 15, seed: 1,
     statePollMs: 5, stateTimeoutMs: 200, assignRetries: 0, log: (l) => lines.push(l), ...extra,
   });
   return { orders, lines };
@@ -183,7 +184,7 @@ test("a driver re-assigned before the previous order's story ended keeps its new
     },
     release: (id) => void calls.push(["release", id]),
   };
-  const orders = startOrderFlow({ api, fleet, city, customers, restaurants, ordersPerMin: 0, seed: 1, statePollMs: 5, log: () => {} });
+  const orders = startOrderFlow({ api, fleet, city, customers, restaurants, ordersPerMin: 0, maxDeliveryKm: 15, seed: 1, statePollMs: 5, log: () => {} });
   const first = orders.placeOrder();
   await Bun.sleep(30);
   const second = orders.placeOrder();
@@ -194,4 +195,26 @@ test("a driver re-assigned before the previous order's story ended keeps its new
   expect(calls.filter((c) => c[0] === "release")).toHaveLength(1);
   expect(orders.stats()).toMatchObject({ delivered: 2, failed: 0 });
   await orders.stop();
+});
+
+describe("the restaurant a customer orders from", () => {
+  const home = { lat: 40.7306, lon: -73.9866 };
+  const near = { id: "near", lat: 40.7265, lon: -73.9815 }; // ~0.6 km
+  const across = { id: "across", lat: 40.80, lon: -73.95 }; // ~8 km
+  const far = { id: "far", lat: 40.95, lon: -73.70 }; // ~34 km: past the 15 km the API delivers
+
+  test("only restaurants that deliver to the point, the nearest of a few random ones", () => {
+    const rng = createRng(7, "test");
+    const picks = new Set(Array.from({ length: 200 }, () => chooseRestaurant(rng, home, [far, across, near, far, far], 15).id));
+    expect(picks.has("far")).toBe(false);
+    expect(picks.has("near")).toBe(true);
+  });
+
+  test("with none in reach, the nearest of all (the API then refuses it with ORDER_LIMIT)", () => {
+    expect(chooseRestaurant(createRng(1, "test"), home, [far, across], 1).id).toBe("across");
+  });
+
+  test("with no restaurants at all, a clear error", () => {
+    expect(() => chooseRestaurant(createRng(1, "test"), home, [], 15)).toThrow("no restaurants");
+  });
 });
