@@ -12,8 +12,9 @@
  * time (the simulated phone's clock: the same machine) to the client's receipt, with the worker's own send->commit
  * p50/p99 over the same minute beside it, and quiet streams (open, and no event for --starve-after seconds while every
  * driver reports every streams/rate seconds), judged by bench/fanout/starvation.ts: starved (a newer position of its
- * driver was committed and not pushed: the fan-out's fault) or waiting on ingest (nothing newer committed yet). Uses its own database, topics and MQTT root; JSON, a table and an SVG plot
- * under bench/results/fanout-<time>.*. Not a test.
+ * driver was committed and not pushed: the fan-out's fault) or waiting on ingest (nothing newer committed yet). Uses
+ * its own database, topics and MQTT root; JSON, a table and an SVG plot under bench/results/fanout-<time>.*. Not a
+ * test.
  */
 import { rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
